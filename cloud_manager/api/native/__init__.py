@@ -1,0 +1,7 @@
+"""The native JSON API (``/v1``), one module per resource; see docs/api.md."""
+
+from flask import Blueprint
+
+blueprint = Blueprint("native", __name__)
+
+from cloud_manager.api.native import flavors, hosts, images, servers  # noqa: E402, F401

@@ -1,0 +1,68 @@
+"""``/v1/servers``: thin routes; the work is in cloud_manager.services.servers."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+
+from cloud_manager.api.native import blueprint, views
+from cloud_manager.api.native.common import caller, cloud
+from cloud_manager.api.schemas import (
+    ServerAction,
+    ServerCreate,
+    parse_body,
+    parse_bool,
+    parse_query,
+)
+from cloud_manager.errors import BadInput, Forbidden
+from cloud_manager.services import servers
+from message_bus.lifecycle import Action
+
+
+@blueprint.post("/servers")
+def create_server() -> tuple[Response, int]:
+    body = parse_body(ServerCreate)
+    instance = servers.create(cloud(), caller(), name=body.name, flavor_ref=body.flavor,
+                              image_ref=body.image, group=body.group)
+    return jsonify({"server": views.server(instance, caller())}), 202
+
+
+@blueprint.get("/servers")
+def list_servers() -> Response:
+    query = parse_query({"all_projects", "status", "name"})
+    all_projects = parse_bool("all_projects", query.get("all_projects"))
+    if all_projects and not caller().is_admin:
+        raise Forbidden("all_projects is for the cloud's administrators")
+    wanted = query.get("status")
+    if wanted is not None and wanted.upper() not in servers.STATUSES:
+        raise BadInput(f"field 'status': unknown status '{wanted}' (one of "
+                       f"{', '.join(servers.STATUSES)})", field="status")
+    with cloud().sessions() as session:
+        rows = servers.listing(session, caller(), all_projects=all_projects,
+                               status_filter=wanted.upper() if wanted else None,
+                               name=query.get("name"))
+        return jsonify({"servers": [views.server(r, caller()) for r in rows]})
+
+
+@blueprint.get("/servers/<server_id>")
+def show_server(server_id: str) -> Response:
+    with cloud().sessions() as session:
+        return jsonify({"server": views.server(servers.get(session, caller(), server_id),
+                                               caller())})
+
+
+@blueprint.delete("/servers/<server_id>")
+def delete_server(server_id: str) -> tuple[Response, int]:
+    instance = servers.delete(cloud(), caller(), server_id)
+    return jsonify({"server": views.server(instance, caller())}), 202
+
+
+@blueprint.post("/servers/<server_id>/action")
+def server_action(server_id: str) -> tuple[Response, int]:
+    body = parse_body(ServerAction)
+    if body.type is not None and body.action != "reboot":
+        raise BadInput("field 'type': only a reboot has a type", field="type")
+    action = Action(body.action)
+    if action is Action.REBOOT and body.type == "hard":
+        action = Action.REBOOT_HARD
+    instance = servers.act(cloud(), caller(), server_id, action)
+    return jsonify({"server": views.server(instance, caller())}), 202

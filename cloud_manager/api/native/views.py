@@ -1,0 +1,69 @@
+"""JSON representations of the native API's resources (docs/api.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cloud_manager.auth import Principal
+from cloud_manager.db.models import Flavor, Group, Image, Instance
+from message_bus.lifecycle import status
+from message_bus.messages import HostView
+
+
+def iso(value: dt.datetime | float | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float | int):
+        value = dt.datetime.fromtimestamp(value, dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def server(instance: Instance, principal: Principal) -> dict[str, Any]:
+    return {
+        "id": instance.id,
+        "name": instance.name,
+        "project_id": instance.project_id,
+        "status": status(instance.vm_state, instance.task_state),
+        "vm_state": instance.vm_state,
+        "task_state": instance.task_state,
+        "power_state": instance.power_state,
+        "flavor": {"id": instance.flavor_id, "name": instance.flavor_name,
+                   "vcpus": instance.vcpus, "memory_mb": instance.memory_mb,
+                   "disk_gb": instance.disk_gb},
+        "image": {"id": instance.image_id, "name": instance.image_name},
+        "group": instance.group_name,
+        "host": instance.host if principal.is_admin else None,
+        "fault": ({"message": instance.fault, "at": iso(instance.fault_at)}
+                  if instance.fault else None),
+        "created_at": iso(instance.created_at),
+        "updated_at": iso(instance.updated_at),
+        "launched_at": iso(instance.launched_at),
+        "request_id": instance.request_id,
+    }
+
+
+def flavor(f: Flavor) -> dict[str, Any]:
+    return {"id": f.id, "name": f.name, "vcpus": f.vcpus, "memory_mb": f.memory_mb,
+            "disk_gb": f.disk_gb, "is_public": f.is_public, "created_at": iso(f.created_at)}
+
+
+def image(i: Image) -> dict[str, Any]:
+    return {"id": i.id, "name": i.name, "status": i.status, "disk_format": i.disk_format,
+            "size": i.size, "sha256": i.sha256, "visibility": i.visibility,
+            "owner": i.project_id, "created_at": iso(i.created_at),
+            "updated_at": iso(i.updated_at)}
+
+
+def host(h: HostView) -> dict[str, Any]:
+    data = h.model_dump(mode="json")
+    data["last_seen_at"] = iso(h.last_seen_at)
+    return data
+
+
+def group(g: Group, fresh: bool) -> dict[str, Any]:
+    summary = g.summary
+    return {"name": g.name, "state": "up" if fresh else "stale", "policy": g.policy,
+            "hosts_up": g.hosts_up, "hosts_down": g.hosts_down,
+            "capacity": summary.get("capacity"), "used": summary.get("used"),
+            "largest_free": summary.get("largest_free"), "last_seen_at": iso(g.last_seen_at)}

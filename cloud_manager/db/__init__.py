@@ -1,0 +1,14 @@
+"""The Cloud Manager's database: models and migrations."""
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from ironbark import db
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version_cloud"
+
+
+def migrate(engine: sa.Engine) -> None:
+    db.upgrade(engine, MIGRATIONS, VERSION_TABLE)

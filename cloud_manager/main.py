@@ -1,0 +1,62 @@
+"""``ironbark-cloud-manager``: the Cloud Manager as its own process, under gunicorn.
+
+Migrations run once, in the master, before any worker starts. Each gunicorn worker
+then builds its own engine, bus connection and background jobs (they cannot cross a
+fork); several workers consume the ``cloud`` queue as competing consumers, which is
+safe because every handler is idempotent and transactional.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from cloud_manager.manager import CloudManager
+from ironbark.config import Config
+from ironbark.db import create_engine
+from ironbark.runtime import load_config_or_exit
+from ironbark.wsgi import run_gunicorn
+from message_bus import Bus
+
+log = logging.getLogger(__name__)
+
+_running: dict[str, Any] = {}
+
+
+def build(cfg: Config, bus: Bus) -> CloudManager:
+    assert cfg.database.url is not None
+    return CloudManager(cfg, bus, create_engine(cfg.database.url))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="ironbark-cloud-manager", description=__doc__)
+    parser.add_argument("--config", help="TOML configuration file (or IRONBARK_CONFIG)")
+    args = parser.parse_args(argv)
+    cfg = load_config_or_exit(args.config)
+    assert cfg.database.url is not None
+    CloudManager(cfg, Bus(cfg.bus.url, sender="cloud"), create_engine(cfg.database.url)) \
+        .migrate()
+
+    def app_factory() -> Any:
+        bus = Bus(cfg.bus.url, sender="cloud", namespace=cfg.bus.namespace,
+                  polling_interval=cfg.bus.polling_interval)
+        manager = build(cfg, bus)
+        manager.register()
+        bus.start()
+        manager.start()
+        _running.update(bus=bus, manager=manager)
+        log.info("cloud manager serving on %s:%d", cfg.api.host, cfg.api.port)
+        return manager.app()
+
+    def on_exit(_worker: Any) -> None:
+        if "manager" in _running:
+            _running["manager"].stop()
+            _running["bus"].stop()
+
+    run_gunicorn(app_factory, host=cfg.api.host, port=cfg.api.port, workers=cfg.api.workers,
+                 threads=cfg.api.threads, on_worker_exit=on_exit)
+
+
+if __name__ == "__main__":
+    main()

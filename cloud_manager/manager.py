@@ -1,0 +1,74 @@
+"""The Cloud Manager: the API's database and app, the ``cloud`` bus queue, the sweeps.
+
+Handlers are thin: each hands its message to ``services.updates``. Background
+work: the deadline sweep (``services.reconciler``) and forgetting old idempotency
+keys.
+"""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+from flask import Flask
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import sessionmaker
+
+from cloud_manager import db
+from cloud_manager.api import create_app
+from cloud_manager.auth import TokenTable
+from cloud_manager.context import CloudContext
+from cloud_manager.db.models import ProcessedMessage
+from cloud_manager.services import reconciler, updates
+from ironbark.config import Config
+from ironbark.periodic import Periodic
+from message_bus import Bus
+from message_bus.idempotency import SqlStore
+from message_bus.messages import GroupSummary, InstanceUpdate, PowerStateSync
+
+CLOUD = "cloud"
+_KEEP_KEYS_FOR = 7 * 24 * 3600.0
+
+
+class CloudManager:
+    def __init__(self, config: Config, bus: Bus, engine: sa.Engine):
+        self.config, self.bus, self.engine = config, bus, engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.ctx = CloudContext(config, self.sessions, bus)
+        self._keys = SqlStore(engine, ProcessedMessage.__table__)
+        self._periodic: list[Periodic] = []
+
+    def migrate(self) -> None:
+        """Bring the schema up to date and create the projects the tokens name."""
+        db.migrate(self.engine)
+        with self.sessions.begin() as session:
+            TokenTable(self.config.api).ensure_projects(session)
+
+    def app(self) -> Flask:
+        return create_app(self.ctx)
+
+    def register(self) -> None:
+        ctx = self.ctx
+        self.bus.serve(
+            CLOUD,
+            {
+                InstanceUpdate: lambda m: updates.apply_update(ctx, m),
+                PowerStateSync: lambda m: updates.apply_power_sync(ctx, m),
+                GroupSummary: lambda m: updates.apply_summary(ctx, m),
+            },
+            workers=16, idempotency=self._keys, transient=(OperationalError,),
+        )
+
+    def start(self) -> None:
+        self._periodic = [
+            Periodic("reconciler", self.config.cloud.reconcile_interval,
+                     lambda: reconciler.sweep(self.ctx), run_now=False),
+            Periodic("cloud-prune", 3600.0,
+                     lambda: self._keys.prune(time.time() - _KEEP_KEYS_FOR)),
+        ]
+        for job in self._periodic:
+            job.start()
+
+    def stop(self) -> None:
+        for job in self._periodic:
+            job.stop()

@@ -1,0 +1,1 @@
+"""The Cloud Manager's business logic, one module per resource or workflow."""

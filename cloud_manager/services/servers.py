@@ -1,0 +1,193 @@
+"""Servers: create, list, show, act on and delete, on behalf of a project.
+
+Every change of state goes through ``message_bus.lifecycle``: the table says whether
+an action is legal now (409 otherwise, naming the status) and which task it starts.
+The row is written before the bus message is sent; if the bus refuses the message,
+the change is undone and the caller gets 503, so a failed request changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from cloud_manager.auth import Principal
+from cloud_manager.context import CloudContext
+from cloud_manager.db.models import Instance
+from cloud_manager.errors import BadInput, Conflict, NotFound, Unavailable
+from cloud_manager.services import flavors, groups, images
+from cloud_manager.services.notify import state_changed
+from ironbark.db import utcnow
+from message_bus import context
+from message_bus.lifecycle import (
+    Action,
+    InvalidAction,
+    TaskState,
+    VmState,
+    begin,
+    status,
+)
+from message_bus.messages import (
+    BuildInstance,
+    DeleteInstance,
+    FlavorSpec,
+    ImageRef,
+    InstanceAction,
+)
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("BUILD", "ACTIVE", "PAUSED", "SUSPENDED", "SHUTOFF", "REBOOT", "HARD_REBOOT",
+            "ERROR")
+
+
+def group_target(group: str) -> str:
+    return f"group.{group}"
+
+
+def _scoped(principal: Principal, all_projects: bool = False) -> sa.ColumnElement[bool]:
+    live = Instance.deleted_at.is_(None)
+    if principal.is_admin and all_projects:
+        return live
+    return sa.and_(live, Instance.project_id == principal.project_id)
+
+
+def get(session: Session, principal: Principal, server_id: str, *,
+        for_update: bool = False) -> Instance:
+    """A live server of the principal's project (any project's, for the admin)."""
+    query = sa.select(Instance).where(Instance.id == server_id,
+                                      _scoped(principal, all_projects=True))
+    if for_update:
+        query = query.with_for_update()
+    instance = session.scalars(query).first()
+    if instance is None:
+        raise NotFound(f"server '{server_id}' not found")
+    return instance
+
+
+def listing(session: Session, principal: Principal, *, all_projects: bool = False,
+            status_filter: str | None = None, name: str | None = None) -> list[Instance]:
+    query = sa.select(Instance).where(_scoped(principal, all_projects))
+    if name is not None:
+        query = query.where(Instance.name == name)
+    rows = session.scalars(query.order_by(Instance.created_at, Instance.id)).all()
+    if status_filter is not None:
+        rows = [r for r in rows if status(r.vm_state, r.task_state) == status_filter]
+    return list(rows)
+
+
+def create(ctx: CloudContext, principal: Principal, *, name: str, flavor_ref: str,
+           image_ref: str, group: str | None) -> Instance:
+    now = utcnow()
+    with ctx.sessions.begin() as session:
+        flavor = flavors.find(session, principal, flavor_ref)
+        if flavor is None:
+            raise BadInput(f"no flavor with id or name '{flavor_ref}'", field="flavor")
+        image = images.find(session, principal, image_ref)
+        if image is None:
+            raise BadInput(f"no image with id or name '{image_ref}'", field="image")
+        if image.status != "active" or image.sha256 is None or image.size is None:
+            raise BadInput(f"image '{image.name}' is {image.status}, not active", field="image")
+        chosen = groups.choose(session, group, flavor, ctx.config.cloud.group_stale_after)
+        instance = Instance(
+            id=str(uuid.uuid4()), project_id=principal.project_id, name=name,
+            flavor_id=flavor.id, flavor_name=flavor.name, vcpus=flavor.vcpus,
+            memory_mb=flavor.memory_mb, disk_gb=flavor.disk_gb, image_id=image.id,
+            image_name=image.name, vm_state=VmState.BUILDING.value,
+            task_state=TaskState.SCHEDULING.value, task_id=str(uuid.uuid4()),
+            task_deadline=ctx.deadline(TaskState.SCHEDULING, now), group_name=chosen,
+            request_id=context.current_request_id(), created_at=now,
+        )
+        if chosen is None:
+            stale = ctx.config.cloud.group_stale_after
+            instance.vm_state, instance.task_state = VmState.ERROR.value, None
+            instance.task_id = instance.task_deadline = None
+            instance.fault = (f"No valid host: no Group Manager with hosts up has reported "
+                              f"in the last {stale:g} s")
+            instance.fault_at = now
+        session.add(instance)
+        build = BuildInstance(
+            instance_id=instance.id, project_id=principal.project_id, name=name,
+            flavor=FlavorSpec(name=flavor.name, vcpus=flavor.vcpus, memory_mb=flavor.memory_mb,
+                              disk_gb=flavor.disk_gb),
+            image=ImageRef(id=image.id, name=image.name, disk_format=image.disk_format,
+                           size=image.size, sha256=image.sha256),
+            task_id=instance.task_id or "",
+        )
+    if chosen is not None:
+        try:
+            ctx.bus.cast(group_target(chosen), build)
+        except Exception as exc:
+            with ctx.sessions.begin() as session:
+                session.execute(sa.delete(Instance).where(Instance.id == instance.id))
+            raise Unavailable(f"the message bus is unavailable ({exc}); nothing was created") \
+                from exc
+        log.info("server %s (%s) sent to group %s", instance.id, name, chosen)
+    else:
+        log.warning("server %s: %s", instance.id, instance.fault)
+    state_changed(ctx, instance)
+    return instance
+
+
+def act(ctx: CloudContext, principal: Principal, server_id: str, action: Action) -> Instance:
+    """Start a power action: check it is legal, mark the task, send it to the group."""
+    now = utcnow()
+    with ctx.sessions.begin() as session:
+        instance = get(session, principal, server_id, for_update=True)
+        try:
+            task = begin(action, instance.vm_state, instance.task_state,
+                         has_host=instance.host is not None)
+        except InvalidAction as exc:
+            raise Conflict(f"{exc}") from None
+        previous = (instance.task_state, instance.task_id, instance.task_deadline)
+        instance.task_state, instance.task_id = task.task_state.value, str(uuid.uuid4())
+        instance.task_deadline = ctx.deadline(task.task_state, now)
+        message = InstanceAction(instance_id=instance.id, action=action,
+                                 task_id=instance.task_id)
+        group = instance.group_name
+    assert group is not None  # has_host implies it was built by a group
+    _send_or_undo(ctx, group, message, instance.id, previous)
+    state_changed(ctx, instance)
+    return instance
+
+
+def delete(ctx: CloudContext, principal: Principal, server_id: str) -> Instance:
+    now = utcnow()
+    with ctx.sessions.begin() as session:
+        instance = get(session, principal, server_id, for_update=True)
+        try:
+            task = begin(Action.DELETE, instance.vm_state, instance.task_state,
+                         has_host=instance.host is not None)
+        except InvalidAction as exc:
+            raise Conflict(f"{exc}") from None
+        previous = (instance.task_state, instance.task_id, instance.task_deadline)
+        group = instance.group_name
+        if group is None:  # never sent to any group: nothing exists anywhere else
+            instance.vm_state, instance.task_state = VmState.DELETED.value, None
+            instance.task_id = instance.task_deadline = None
+            instance.deleted_at = now
+        else:
+            instance.task_state, instance.task_id = task.task_state.value, str(uuid.uuid4())
+            instance.task_deadline = ctx.deadline(task.task_state, now)
+            message = DeleteInstance(instance_id=instance.id, task_id=instance.task_id)
+    if group is not None:
+        _send_or_undo(ctx, group, message, instance.id, previous)
+    state_changed(ctx, instance)
+    return instance
+
+
+def _send_or_undo(ctx: CloudContext, group: str, message: InstanceAction | DeleteInstance,
+                  instance_id: str, previous: tuple[object, object, object]) -> None:
+    try:
+        ctx.bus.cast(group_target(group), message)
+    except Exception as exc:
+        with ctx.sessions.begin() as session:
+            session.execute(
+                sa.update(Instance).where(Instance.id == instance_id,
+                                          Instance.task_id == message.task_id)
+                .values(task_state=previous[0], task_id=previous[1], task_deadline=previous[2]))
+        raise Unavailable(f"the message bus is unavailable ({exc}); nothing was changed") \
+            from exc

@@ -1,0 +1,92 @@
+"""Power actions, deletes and reconciliation questions about placed instances.
+
+The group knows where each instance runs from its claim; these workflows forward
+the work to that host, or answer for an instance that never got one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from group_manager import claims
+from group_manager.context import GroupContext, host_target
+from group_manager.db.models import Claim, Host
+from message_bus.errors import BusError
+from message_bus.lifecycle import Event, PowerState
+from message_bus.messages import (
+    DeleteInstance,
+    DescribeDomain,
+    DescribeInstance,
+    Destroy,
+    DomainReport,
+    InstanceAction,
+    InstanceObservation,
+    InstanceUpdate,
+    PowerAction,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _claim(ctx: GroupContext, instance_id: str) -> Claim | None:
+    with ctx.sessions() as session:
+        return session.get(Claim, instance_id)
+
+
+def act(ctx: GroupContext, msg: InstanceAction) -> None:
+    claim = _claim(ctx, msg.instance_id)
+    if claim is None or claim.state != "active":
+        ctx.to_cloud(InstanceUpdate(instance_id=msg.instance_id, task_id=msg.task_id,
+                                    event=Event.ACTION_FAILED, group=ctx.name,
+                                    reason=f"the instance has no host in group '{ctx.name}'"))
+        return
+    assert claim.host is not None
+    ctx.to_host(claim.host, PowerAction(instance_id=msg.instance_id, action=msg.action,
+                                        task_id=msg.task_id))
+
+
+def delete(ctx: GroupContext, msg: DeleteInstance) -> None:
+    """Destroy on the host (the claim is released when the host confirms), or, for an
+    instance that was never placed, confirm at once and leave a tombstone."""
+    claim = _claim(ctx, msg.instance_id)
+    if claim is not None and claim.state == "active":
+        assert claim.host is not None
+        ctx.to_host(claim.host, Destroy(instance_id=msg.instance_id, task_id=msg.task_id))
+        return
+    if claim is None:
+        with ctx.sessions.begin() as session:
+            claims.tombstone(session, ctx.name, msg.instance_id, project_id="")
+    ctx.to_cloud(InstanceUpdate(instance_id=msg.instance_id, task_id=msg.task_id,
+                                event=Event.DESTROYED, group=ctx.name,
+                                power_state=PowerState.MISSING))
+
+
+def describe(ctx: GroupContext, msg: DescribeInstance) -> InstanceObservation:
+    """What can be known about an instance now: asks its host, with a short timeout."""
+    claim = _claim(ctx, msg.instance_id)
+    if claim is None:
+        return InstanceObservation(instance_id=msg.instance_id, host=None, power_state=None,
+                                   note=f"group '{ctx.name}' never received its build")
+    if claim.state == "failed":
+        return InstanceObservation(instance_id=msg.instance_id, host=None, power_state=None,
+                                   note="it was never placed (no valid host)")
+    if claim.state == "released":
+        return InstanceObservation(instance_id=msg.instance_id, host=claim.host,
+                                   power_state=PowerState.MISSING, note="it was destroyed")
+    assert claim.host is not None
+    with ctx.sessions() as session:
+        host = session.get(Host, claim.host)
+        if host is not None and host.state != "up":
+            return InstanceObservation(
+                instance_id=msg.instance_id, host=claim.host, power_state=None,
+                note=f"host {claim.host} is down (last report {host.last_seen_at:%H:%M:%S} UTC)")
+    try:
+        reply = ctx.bus.call(host_target(claim.host),
+                             DescribeDomain(instance_id=msg.instance_id),
+                             timeout=min(ctx.rpc_timeout, 5.0))
+    except BusError as exc:
+        return InstanceObservation(instance_id=msg.instance_id, host=claim.host,
+                                   power_state=None, note=f"host did not answer: {exc}")
+    assert isinstance(reply, DomainReport)
+    return InstanceObservation(instance_id=msg.instance_id, host=claim.host,
+                               power_state=reply.power_state)

@@ -1,0 +1,1 @@
+"""Hypervisor drivers: one abstract interface (base) and its libvirt implementation."""

@@ -1,0 +1,46 @@
+"""The spawn workflow: image into the cache, disk and domain from the driver, event back.
+
+Redelivery-safe: a spawn for an instance whose domain already exists (the Instance
+Manager died after creating it but before acknowledging) finishes the job and
+reports, instead of creating a second guest.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from instance_manager.context import HostContext
+from instance_manager.driver.base import InstanceSpec
+from message_bus.lifecycle import Event, PowerState
+from message_bus.messages import Spawn
+
+log = logging.getLogger(__name__)
+
+
+def spawn(ctx: HostContext, msg: Spawn) -> None:
+    driver = ctx.driver
+    current = driver.power_state(msg.instance_id)
+    if current is not PowerState.MISSING:
+        log.info("domain already exists (%s): completing the spawn", current.value)
+        if current is not PowerState.RUNNING:
+            driver.power_on(msg.instance_id)
+        ctx.emit(msg.instance_id, msg.task_id, Event.SPAWNED,
+                 driver.power_state(msg.instance_id))
+        return
+    assert ctx.options.state_dir is not None
+    try:
+        base = ctx.images.ensure(msg.image)
+        power = driver.spawn(InstanceSpec(
+            instance_id=msg.instance_id, name=msg.name, vcpus=msg.flavor.vcpus,
+            memory_mb=msg.flavor.memory_mb, disk_gb=msg.flavor.disk_gb,
+            image_id=msg.image.id, image_path=base, image_format=msg.image.disk_format,
+            instance_dir=ctx.options.state_dir / "instances" / msg.instance_id,
+        ))
+    except Exception as exc:
+        log.error("spawn failed: %s", exc)
+        ctx.emit(msg.instance_id, msg.task_id, Event.BUILD_FAILED, PowerState.MISSING,
+                 reason=str(exc))
+        return
+    log.info("spawned %s (%d vCPU, %d MiB) from image %s: %s", msg.name, msg.flavor.vcpus,
+             msg.flavor.memory_mb, msg.image.name, power.value)
+    ctx.emit(msg.instance_id, msg.task_id, Event.SPAWNED, power)

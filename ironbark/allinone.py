@@ -1,0 +1,233 @@
+"""The all-in-one cloud: every tier in one process, on embedded defaults.
+
+One memory:// bus, SQLite files, libvirt's simulated hypervisor (one XML file per
+host) and a local image directory, all under one data directory, so state survives
+a restart. The tiers are the same classes the standalone processes run; only the
+transport and the process boundary differ. ``ironbark up`` runs this in the
+foreground; the tests start it in-process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+from cloud_manager.auth import ADMIN_PROJECT, project_id
+from cloud_manager.manager import CloudManager
+from cloud_manager.services import flavors, images
+from group_manager.manager import GroupManager
+from image_store.client import ImageStoreClient
+from image_store.service import create_app as image_store_app
+from image_store.store import ImageStore
+from instance_manager.context import HostContext
+from instance_manager.driver.libvirt import from_options
+from instance_manager.image_cache import ImageCache
+from instance_manager.manager import InstanceManager
+from ironbark import demo_image
+from ironbark.config import Config, HostOptions
+from ironbark.db import create_engine
+from ironbark.wsgi import ThreadedServer
+from message_bus import Bus
+
+log = logging.getLogger(__name__)
+
+DEMO_IMAGE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://ironbark.dev/images/demo"))
+
+
+class AllInOne:
+    """Every tier of a cloud with ``hosts`` simulated hosts, in this process."""
+
+    def __init__(self, config: Config, hosts: int = 2):
+        if config.bus.url != "memory://" and not config.bus.url.startswith("amqp"):
+            raise ValueError(f"unsupported bus URL {config.bus.url}")
+        self.config, self.host_count = config, hosts
+        self.bus = Bus(config.bus.url, sender="all-in-one", namespace=config.bus.namespace,
+                       polling_interval=config.bus.polling_interval)
+        self.instance_managers: list[InstanceManager] = []
+        self._servers: list[ThreadedServer] = []
+
+    # --- start and stop ------------------------------------------------------------------
+
+    def start(self, ready_timeout: float = 60.0) -> AllInOne:
+        cfg = self.config
+        assert cfg.image_store.data_dir is not None and cfg.image_store.token is not None
+        assert cfg.database.url is not None and cfg.group.database_url is not None
+        self.image_store = ImageStore(cfg.image_store.data_dir)
+        store_server = ThreadedServer(image_store_app(self.image_store, cfg.image_store.token),
+                                      cfg.image_store.host, cfg.image_store.port).start()
+        self._servers.append(store_server)
+
+        self.cloud = CloudManager(cfg, self.bus, create_engine(cfg.database.url))
+        self.cloud.migrate()
+        self.cloud.register()
+        self.group = GroupManager(cfg.group, self.bus, create_engine(cfg.group.database_url),
+                                  cfg.bus.rpc_timeout)
+        self.group.migrate()
+        self.group.register()
+        for index in range(1, self.host_count + 1):
+            self.instance_managers.append(self._instance_manager(f"host{index}",
+                                                                 store_server.url))
+        for im in self.instance_managers:
+            im.register()
+
+        self.bus.start()
+        self.group.start()
+        for im in self.instance_managers:
+            im.start()
+        self.cloud.start()
+        self._seed()
+        api = ThreadedServer(self.cloud.app(), cfg.api.host, cfg.api.port).start()
+        self._servers.append(api)
+        self.api_url = api.url
+        self._wait_ready(ready_timeout)
+        return self
+
+    def _instance_manager(self, name: str, store_url: str) -> InstanceManager:
+        cfg = self.config
+        state_dir = cfg.data_dir / "hosts" / name
+        options = HostOptions.model_validate({
+            **cfg.host.model_dump(), "name": name, "group": cfg.group.name,
+            "state_dir": state_dir, "hypervisor_uri": f"test://{state_dir / 'host.xml'}",
+        })
+        assert cfg.image_store.token is not None
+        cache = ImageCache(state_dir / "images", ImageStoreClient(store_url,
+                                                                  cfg.image_store.token))
+        return InstanceManager(HostContext(options, from_options(options), self.bus, cache))
+
+    def _seed(self) -> None:
+        """The classic flavors and the demo image, once (a restart finds them there)."""
+        with self.cloud.sessions.begin() as session:
+            flavors.seed_classic(session)
+        try:
+            record = self.image_store.get(DEMO_IMAGE_ID)
+        except Exception:
+            record = None
+        if record is None or record.status != "active":
+            if record is not None:
+                self.image_store.delete(DEMO_IMAGE_ID)
+            self.image_store.create(name="demo", disk_format="raw", owner=None,
+                                    visibility="public", image_id=DEMO_IMAGE_ID)
+            record = self.image_store.upload(DEMO_IMAGE_ID, [demo_image.build()])
+        assert record.size is not None and record.sha256 is not None
+        with self.cloud.sessions.begin() as session:
+            images.register(session, image_id=record.id, name="demo", disk_format="raw",
+                            size=record.size, sha256=record.sha256, project_id=None,
+                            visibility="public")
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Until every host has reported and the cloud has the group's summary."""
+        from cloud_manager.services import groups
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.cloud.sessions() as session:
+                known = {g.name: g.hosts_up for g in groups.all_groups(session)}
+            if known.get(self.config.group.name) == self.host_count:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"the cloud did not become ready within {timeout:g} s "
+                           f"(group summary: {known})")
+
+    def stop(self) -> None:
+        for server in reversed(self._servers[1:]):
+            server.stop()
+        self.cloud.stop()
+        for im in self.instance_managers:
+            im.stop()
+        self.group.stop()
+        self.bus.stop()
+        for im in self.instance_managers:
+            im.close()
+        if self._servers:
+            self._servers[0].stop()
+
+    @property
+    def admin_token(self) -> str:
+        assert self.config.api.admin_token is not None
+        return self.config.api.admin_token
+
+
+# --- ironbark up / ironbark down -----------------------------------------------------------
+
+
+def _lock(data_dir: Path) -> IO[str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / "ironbark.lock", "w")  # noqa: SIM115 (held while running)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"ironbark: a cloud is already running on {data_dir} "
+                         f"(stop it with `ironbark down`)") from None
+    return handle
+
+
+def run(hosts: int = 2, port: int = 8774, data_dir: str | Path | None = None,
+        config_path: str | Path | None = None) -> int:
+    """``ironbark up``: start the all-in-one cloud and serve until Ctrl-C."""
+    from ironbark.cli.credentials import write_credentials
+    from ironbark.runtime import load_config_or_exit, wait_for_shutdown
+
+    overrides: dict[str, Any] = {"api": {"port": port}, "bus": {"url": "memory://"}}
+    if data_dir is not None:
+        overrides["data_dir"] = Path(data_dir).expanduser().resolve()
+    cfg = load_config_or_exit(config_path, **overrides)
+    lock = _lock(cfg.data_dir)
+    pid_file = cfg.data_dir / "ironbark.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        cloud = AllInOne(cfg, hosts).start()
+    except OSError as exc:
+        print(f"ironbark: cannot start: {exc} (is port {port} or "
+              f"{cfg.image_store.port} in use?)", file=sys.stderr)
+        return 1
+    creds = write_credentials(cloud.api_url, cloud.admin_token, ADMIN_PROJECT)
+    print(f"Ironbark all-in-one cloud is up: {hosts} simulated hosts in group "
+          f"'{cfg.group.name}', data in {cfg.data_dir}")
+    print(f"  API endpoint: {cloud.api_url}")
+    print(f"  admin token:  {cloud.admin_token}   (project {ADMIN_PROJECT}, "
+          f"id {project_id(ADMIN_PROJECT)})")
+    print(f"  credentials for the CLI written to {creds}")
+    print("  try: ironbark server create --flavor m1.small --image demo --wait vm1")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        wait_for_shutdown()
+    finally:
+        print("stopping...", flush=True)
+        cloud.stop()
+        pid_file.unlink(missing_ok=True)
+        lock.close()
+    return 0
+
+
+def stop_running(data_dir: str | Path | None = None, timeout: float = 60.0) -> int:
+    """``ironbark down``: ask the cloud running on ``data_dir`` to stop, and wait."""
+    from ironbark.runtime import load_config_or_exit
+
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = Path(data_dir).expanduser().resolve()
+    cfg = load_config_or_exit(None, **overrides)
+    pid_file = cfg.data_dir / "ironbark.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        print(f"ironbark: no cloud is running on {cfg.data_dir}", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print(f"stopped the cloud on {cfg.data_dir} (pid {pid})")
+            return 0
+        time.sleep(0.2)
+    print(f"ironbark: pid {pid} did not stop within {timeout:g} s", file=sys.stderr)
+    return 1

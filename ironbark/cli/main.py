@@ -1,0 +1,114 @@
+"""The ``ironbark`` command: global options and the command groups.
+
+API, credential and wait failures are caught here, once, and printed as one
+``Error ...`` line on stderr with exit code 1; usage errors keep click's exit code 2.
+``up`` and ``down`` import the all-in-one code only when run, so every other command
+starts fast and never loads server code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ironbark.cli.client import ApiError
+from ironbark.cli.context import CliState
+from ironbark.cli.credentials import CredentialsError
+from ironbark.cli.flavors import flavor
+from ironbark.cli.hosts import group, host
+from ironbark.cli.images import image
+from ironbark.cli.output import print_error
+from ironbark.cli.servers import server
+from ironbark.cli.wait import WaitError
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ironbark")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"ironbark {_version()}")
+        ctx.exit()
+
+
+class IronbarkGroup(click.Group):
+    """A group that turns the client's expected failures into ``Error ...`` + exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ApiError, CredentialsError, WaitError) as exc:
+            print_error(exc)
+            ctx.exit(1)
+
+
+@click.group(cls=IronbarkGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--url", default=None, metavar="URL",
+    help="API endpoint [env IRONBARK_URL; default: from `ironbark up`'s credentials file].",
+)
+@click.option(
+    "--token", default=None, metavar="TOKEN",
+    help="Bearer token [env IRONBARK_TOKEN; default: from the credentials file].",
+)
+@click.option(
+    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+    help="Show the version and exit.",
+)
+@click.pass_context
+def main(ctx: click.Context, url: str | None, token: str | None) -> None:
+    """Ironbark: a private IaaS cloud. Start one with `ironbark up`."""
+    state = ctx.ensure_object(CliState)
+    state.url = url
+    state.token = token
+
+
+main.add_command(server)
+main.add_command(flavor)
+main.add_command(image)
+main.add_command(host)
+main.add_command(group)
+
+
+_DATA_DIR = click.Path(file_okay=False, path_type=Path)
+
+
+@main.command("up")
+@click.option("--hosts", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Number of simulated hypervisor hosts.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8774, show_default=True,
+              help="Port of the API.")
+@click.option("--data-dir", type=_DATA_DIR, default=None, help="Where the cloud keeps its state.")
+@click.option("--config", "config_path", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Configuration file (TOML).")
+@click.pass_context
+def up(
+    ctx: click.Context, hosts: int, port: int, data_dir: Path | None, config_path: Path | None
+) -> None:
+    """Run an all-in-one cloud here; writes the credentials the CLI uses."""
+    from ironbark import allinone
+
+    ctx.exit(allinone.run(hosts=hosts, port=port, data_dir=data_dir, config_path=config_path))
+
+
+@main.command("down")
+@click.option("--data-dir", type=_DATA_DIR, default=None, help="State directory of the cloud.")
+@click.pass_context
+def down(ctx: click.Context, data_dir: Path | None) -> None:
+    """Stop the all-in-one cloud started by `ironbark up`."""
+    from ironbark import allinone
+
+    ctx.exit(allinone.stop_running(data_dir=data_dir))
+
+
+if __name__ == "__main__":
+    main(prog_name="ironbark")

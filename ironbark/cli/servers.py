@@ -1,0 +1,193 @@
+"""``ironbark server ...``: create, list, show, delete and act on servers.
+
+A SERVER argument is an id or an exact name (see ``ApiClient.find_server``). Create
+and actions print the server as the API returned it, or as it settled with
+``--wait``, so a script gets the resulting state from the same call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ironbark.cli.client import SERVER_ACTIONS, ApiClient, ApiError, is_uuid
+from ironbark.cli.context import get_client
+from ironbark.cli.output import Column, field, format_option, print_error, print_list, print_show
+from ironbark.cli.wait import DEFAULT_TIMEOUT, WaitError, wait_for_delete, wait_for_server
+
+STATUSES = (
+    "BUILD", "ACTIVE", "PAUSED", "SUSPENDED", "SHUTOFF", "REBOOT", "HARD_REBOOT", "ERROR",
+    "DELETED",
+)
+
+# The order of `server show` rows: identity, then state, then what it runs on, then times.
+SERVER_ORDER = (
+    "id", "name", "project_id", "status", "vm_state", "task_state", "power_state",
+    "flavor", "image", "group", "host", "fault", "created_at", "updated_at", "launched_at",
+    "request_id",
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def server_columns(servers: list[dict[str, Any]]) -> list[Column]:
+    """The `server list` columns; Host only when some row has one (admins only see it)."""
+    columns = [
+        Column("ID", field("id")),
+        Column("Name", field("name")),
+        Column("Status", field("status")),
+        Column("Task", field("task_state")),
+        Column("Power", field("power_state")),
+        Column("Flavor", field("flavor", "name")),
+        Column("Image", field("image", "name")),
+        Column("Group", field("group")),
+    ]
+    if any(s.get("host") is not None for s in servers):
+        columns.append(Column("Host", field("host")))
+    return columns
+
+
+def wait_options(func: F) -> F:
+    """``--wait`` and ``--timeout``, for every command that starts asynchronous work."""
+    func = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_TIMEOUT,
+        show_default=True,
+        metavar="SECONDS",
+        help="With --wait: give up (exit 1) after this many seconds.",
+    )(func)
+    return click.option(
+        "--wait", is_flag=True, help="Poll until the work is over; exit 1 if it ends in ERROR."
+    )(func)
+
+
+def _server_id(client: ApiClient, ref: str) -> str:
+    # An id is used as given (one request fewer); a name has to be looked up.
+    return ref if is_uuid(ref) else client.find_server(ref)["id"]
+
+
+@click.group("server")
+def server() -> None:
+    """Manage servers (virtual machines)."""
+
+
+@server.command("create")
+@click.option("--flavor", required=True, help="Flavor id or name.")
+@click.option("--image", required=True, help="Image id or name.")
+@click.option("--group", default=None, help="Host group to place it in (default: any).")
+@wait_options
+@format_option
+@click.argument("name")
+def create(
+    name: str, flavor: str, image: str, group: str | None, wait: bool, timeout: float, fmt: str
+) -> None:
+    """Create a server called NAME."""
+    client = get_client()
+    created = client.create_server(name, flavor, image, group)
+    if wait:
+        created = wait_for_server(client, created, timeout)
+    print_show(created, fmt, SERVER_ORDER)
+
+
+@server.command("list")
+@click.option("--all-projects", is_flag=True, help="Every project's servers (admin only).")
+@click.option(
+    "--status", type=click.Choice(STATUSES, case_sensitive=False), help="Only this status."
+)
+@click.option("--name", default=None, help="Only servers with this name.")
+@format_option
+def list_(all_projects: bool, status: str | None, name: str | None, fmt: str) -> None:
+    """List servers."""
+    servers = get_client().list_servers(
+        status=status.upper() if status else None, name=name, all_projects=all_projects
+    )
+    print_list(servers, server_columns(servers), fmt)
+
+
+@server.command("show")
+@click.argument("server_ref", metavar="SERVER")
+@format_option
+def show(server_ref: str, fmt: str) -> None:
+    """Show one server, by id or name."""
+    print_show(get_client().find_server(server_ref), fmt, SERVER_ORDER)
+
+
+@server.command("delete")
+@click.argument("server_refs", metavar="SERVER...", nargs=-1, required=True)
+@wait_options
+@click.pass_context
+def delete(ctx: click.Context, server_refs: tuple[str, ...], wait: bool, timeout: float) -> None:
+    """Delete servers, by id or name.
+
+    Every server is tried even if one fails; the exit code is 1 if any did.
+    """
+    client = get_client()
+    failed = False
+    deleting: list[dict[str, Any]] = []
+    for ref in server_refs:
+        try:
+            deleting.append(client.delete_server(_server_id(client, ref)))
+        except ApiError as exc:
+            print_error(exc)
+            failed = True
+    if wait:
+        # One time budget for all of them: they are deleted concurrently anyway.
+        deadline = time.monotonic() + timeout
+        for gone in deleting:
+            try:
+                wait_for_delete(client, gone, timeout, deadline=deadline)
+            except (ApiError, WaitError) as exc:
+                print_error(exc)
+                failed = True
+    if failed:
+        ctx.exit(1)
+
+
+def _act(
+    ref: str, action: str, wait: bool, timeout: float, fmt: str, kind: str | None = None
+) -> None:
+    client = get_client()
+    answer = client.server_action(_server_id(client, ref), action, kind)
+    if wait:
+        answer = wait_for_server(client, answer, timeout)
+    print_show(answer, fmt, SERVER_ORDER)
+
+
+_ACTION_HELP = {
+    "start": "Power on a stopped (SHUTOFF) server.",
+    "stop": "Power off a server.",
+    "pause": "Pause a server, keeping its memory in place.",
+    "unpause": "Unpause a paused server.",
+    "suspend": "Suspend a server, saving its memory to disk.",
+    "resume": "Resume a suspended server.",
+}
+
+
+def _action_command(action: str) -> click.Command:
+    @server.command(action, help=_ACTION_HELP[action])
+    @click.argument("server_ref", metavar="SERVER")
+    @wait_options
+    @format_option
+    def command(server_ref: str, wait: bool, timeout: float, fmt: str) -> None:
+        _act(server_ref, action, wait, timeout, fmt)
+
+    return command
+
+
+for _action in SERVER_ACTIONS:
+    if _action != "reboot":
+        _action_command(_action)
+
+
+@server.command("reboot")
+@click.option("--hard", is_flag=True, help="Power-cycle instead of asking the guest OS.")
+@click.argument("server_ref", metavar="SERVER")
+@wait_options
+@format_option
+def reboot(server_ref: str, hard: bool, wait: bool, timeout: float, fmt: str) -> None:
+    """Reboot a server (soft unless --hard)."""
+    _act(server_ref, "reboot", wait, timeout, fmt, kind="hard" if hard else "soft")

@@ -1,0 +1,275 @@
+"""Configuration: one TOML file plus ``IRONBARK_<SECTION>_<OPTION>`` environment overrides.
+
+Every option has a default, so the all-in-one cloud runs with no file at all. Values
+are validated at start-up; a bad one stops the process with an error naming the
+option and the environment variable that sets it. Precedence, highest first:
+explicit overrides (command-line flags), environment, file, defaults.
+
+    [bus]
+    url = "amqp://guest:guest@rabbit:5672//"
+
+    [group]
+    name = "rack1"
+    cpu_allocation_ratio = 8.0
+    [group.host_overrides.hv12]
+    ram_allocation_ratio = 1.0
+
+is the same as ``IRONBARK_BUS_URL=...`` and ``IRONBARK_GROUP_NAME=rack1``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "IRONBARK_"
+# Environment variables of the command-line client and of the loader itself.
+_NOT_OPTIONS = {"IRONBARK_CONFIG", "IRONBARK_URL", "IRONBARK_TOKEN", "IRONBARK_CREDENTIALS"}
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names every bad option."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BusOptions(_Section):
+    url: str = Field("memory://", description="kombu URL: memory:// (one process) or amqp://")
+    namespace: str = Field("ironbark", pattern=r"^[A-Za-z0-9_.-]+$",
+                           description="prefix of every exchange and queue name")
+    polling_interval: float = Field(0.002, gt=0, le=1.0,
+                                    description="memory:// only: seconds between polls per hop")
+    rpc_timeout: float = Field(10.0, gt=0, le=600, description="default timeout of a call")
+
+
+class DatabaseOptions(_Section):
+    url: str | None = Field(None, description="Cloud Manager database; default SQLite in data_dir")
+
+
+class ApiOptions(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8774, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="gunicorn worker processes")
+    threads: int = Field(16, ge=1, le=256, description="threads per worker")
+    admin_token: str | None = Field(None, min_length=16,
+                                    description="bearer token of the admin; generated if unset")
+    project_tokens: dict[str, str] = Field(
+        default_factory=dict, description="project name -> bearer token of that project"
+    )
+
+
+class CloudOptions(_Section):
+    reconcile_interval: float = Field(5.0, gt=0, le=3600,
+                                      description="seconds between deadline sweeps")
+    task_deadlines: dict[str, float] = Field(
+        default_factory=dict,
+        description="task_state -> seconds, overriding the lifecycle table's defaults",
+    )
+    group_stale_after: float = Field(60.0, gt=0, description="seconds without a group summary "
+                                     "after which the group is not chosen for new builds")
+
+
+class HostOverride(_Section):
+    cpu_allocation_ratio: float | None = Field(None, gt=0, le=1000)
+    ram_allocation_ratio: float | None = Field(None, gt=0, le=1000)
+    disk_allocation_ratio: float | None = Field(None, gt=0, le=1000)
+
+
+class GroupOptions(_Section):
+    name: str = Field("default", pattern=r"^[A-Za-z0-9_-]+$")
+    database_url: str | None = Field(None, description="Group Manager database; default SQLite")
+    scheduler_policy: Literal["spread", "pack"] = "spread"
+    cpu_allocation_ratio: float = Field(16.0, gt=0, le=1000)
+    ram_allocation_ratio: float = Field(1.5, gt=0, le=1000)
+    disk_allocation_ratio: float = Field(1.0, gt=0, le=1000)
+    host_overrides: dict[str, HostOverride] = Field(default_factory=dict)
+    host_down_after: float = Field(30.0, gt=0, description="seconds without a report -> down")
+    summary_interval: float = Field(10.0, gt=0, description="seconds between group summaries")
+    workers: int = Field(16, ge=1, le=256)
+
+
+class HostOptions(_Section):
+    name: str = Field(default_factory=lambda: os.uname().nodename, pattern=r"^[A-Za-z0-9_.-]+$")
+    group: str = Field("default", pattern=r"^[A-Za-z0-9_-]+$")
+    hypervisor: Literal["simulated"] = Field(
+        "simulated", description="simulated: libvirt's test driver, one XML file per host"
+    )
+    hypervisor_uri: str | None = Field(None, description="libvirt URI; derived when unset")
+    state_dir: Path | None = Field(None, description="instances, image cache, host XML")
+    report_interval: float = Field(10.0, gt=0, le=3600)
+    reserved_vcpus: int = Field(0, ge=0)
+    reserved_memory_mb: int = Field(512, ge=0)
+    reserved_disk_gb: int = Field(0, ge=0)
+    simulated_vcpus: int = Field(16, ge=1, le=4096)
+    simulated_memory_mb: int = Field(65536, ge=128, le=64 * 1024 * 1024)
+    simulated_disk_gb: int = Field(1000, ge=1, le=1024 * 1024)
+    workers: int = Field(4, ge=1, le=64)
+
+
+class ImageStoreOptions(_Section):
+    url: str | None = Field(None, description="where the tiers reach the image store")
+    host: str = "127.0.0.1"
+    port: int = Field(9292, ge=0, le=65535)
+    data_dir: Path | None = None
+    token: str | None = Field(None, min_length=16, description="service token; generated")
+
+
+class LoggingOptions(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_lines: bool = Field(False, alias="json", description="one JSON object per line")
+    file: Path | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ironbark"
+
+
+_config_file: ContextVar[Path | None] = ContextVar("config_file", default=None)
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="_", env_nested_max_split=1,
+        extra="forbid", validate_default=True,
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    bus: BusOptions = BusOptions()
+    database: DatabaseOptions = DatabaseOptions()
+    api: ApiOptions = ApiOptions()
+    cloud: CloudOptions = CloudOptions()
+    group: GroupOptions = GroupOptions()
+    host: HostOptions = HostOptions()
+    image_store: ImageStoreOptions = ImageStoreOptions()
+    logging: LoggingOptions = LoggingOptions()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Config:
+        """Fill the defaults that live under data_dir."""
+        d = self.data_dir
+        if self.database.url is None:
+            self.database.url = f"sqlite:///{d / 'cloud.db'}"
+        if self.group.database_url is None:
+            self.group.database_url = f"sqlite:///{d / f'group-{self.group.name}.db'}"
+        if self.host.state_dir is None:
+            self.host.state_dir = d / "hosts" / self.host.name
+        if self.image_store.data_dir is None:
+            self.image_store.data_dir = d / "images"
+        if self.image_store.url is None:
+            self.image_store.url = f"http://{self.image_store.host}:{self.image_store.port}"
+        if self.host.hypervisor_uri is None:
+            self.host.hypervisor_uri = f"test://{self.host.state_dir / 'host.xml'}"
+        return self
+
+    def task_deadline(self, task_state: str, default: float) -> float:
+        return self.cloud.task_deadlines.get(task_state, default)
+
+
+def load(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Config:
+    """Load and validate the configuration, or raise ConfigError naming what is wrong."""
+    path = path or os.environ.get("IRONBARK_CONFIG")
+    file_path = Path(path) if path else None
+    if file_path is not None:
+        if not file_path.is_file():
+            raise ConfigError(f"configuration file {file_path} does not exist")
+        try:
+            tomllib.loads(file_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {file_path} is not valid TOML: {exc}") from None
+    _check_env_names()
+    token = _config_file.set(file_path)
+    try:
+        return Config(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, file_path)) from None
+    finally:
+        _config_file.reset(token)
+
+
+def _check_env_names() -> None:
+    """An IRONBARK_ variable that sets no option is a typo; say so instead of ignoring it."""
+    known = {f"{ENV_PREFIX}DATA_DIR"}
+    for section, field in Config.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for option, opt_field in annotation.model_fields.items():
+                known.add(f"{ENV_PREFIX}{section}_{opt_field.alias or option}".upper())
+                known.add(f"{ENV_PREFIX}{section}_{option}".upper())
+    unknown = sorted(
+        name for name in os.environ
+        if name.startswith(ENV_PREFIX) and name not in known and name not in _NOT_OPTIONS
+    )
+    if unknown:
+        raise ConfigError(f"unknown option in the environment: {', '.join(unknown)}")
+
+
+def _describe(exc: ValidationError, file_path: Path | None) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        option = ".".join(loc)
+        env = f"{ENV_PREFIX}{'_'.join(loc[:2])}".upper()
+        where = f"option {option} (env {env}" + (f", file {file_path}" if file_path else "") + ")"
+        shown = err.get("input")
+        got = "" if isinstance(shown, dict) or err["type"] == "missing" else f", got {shown!r}"
+        lines.append(f"  {where}: {err['msg']}{got}")
+    return "\n".join(lines)
+
+
+def ensure_secrets(config: Config) -> Config:
+    """Generate the admin and service tokens the first time, and keep them in data_dir.
+
+    Tokens given in the configuration win; generated ones are stored (mode 0600) so
+    that a restarted cloud, and the command-line client, keep working.
+    """
+    path = config.data_dir / "secrets.toml"
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = {k: str(v) for k, v in tomllib.loads(path.read_text()).items()}
+    changed = False
+    for key in ("admin_token", "image_store_token"):
+        if key not in stored:
+            stored[key] = secrets.token_urlsafe(24)
+            changed = True
+    if changed:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f'{k} = "{v}"\n' for k, v in sorted(stored.items()))
+    if config.api.admin_token is None:
+        config.api.admin_token = stored["admin_token"]
+    if config.image_store.token is None:
+        config.image_store.token = stored["image_store_token"]
+    return config

@@ -1,0 +1,328 @@
+"""Every message the tiers exchange, defined once.
+
+Read top to bottom, this file is the protocol:
+
+* Cloud Manager -> Group Manager (``group.<name>``): build, act on, delete an
+  instance; list hosts; describe an instance for reconciliation.
+* Group Manager -> Instance Manager (``host.<name>``): spawn, power action, destroy;
+  describe a domain.
+* Instance Manager -> Group Manager: host reports (capacity, heartbeat, every
+  domain's power state) and instance events (a task finished or failed).
+* Group Manager -> Cloud Manager (``cloud``): instance updates, power-state changes,
+  group capacity summaries.
+* Events on the topic exchange, for anyone who listens: instance and host state
+  changes.
+
+Changing a message's fields means bumping its VERSION; the fingerprint test in
+``tests/unit/message_bus/test_messages.py`` fails until that is done.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from message_bus.envelope import Kind, Message
+from message_bus.lifecycle import Action, Event, PowerState
+
+POWER_ACTIONS = frozenset(
+    {Action.START, Action.STOP, Action.REBOOT, Action.REBOOT_HARD, Action.PAUSE,
+     Action.UNPAUSE, Action.SUSPEND, Action.RESUME}
+)
+
+
+def _power_only(value: Action) -> Action:
+    if value not in POWER_ACTIONS:
+        raise ValueError(f"'{value}' is not a power action")
+    return value
+
+
+PowerActionName = Annotated[Action, AfterValidator(_power_only)]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class FlavorSpec(_Part):
+    name: str
+    vcpus: int = Field(ge=1)
+    memory_mb: int = Field(ge=1)
+    disk_gb: int = Field(ge=0)
+
+
+class ImageRef(_Part):
+    id: str
+    name: str
+    disk_format: str
+    size: int = Field(ge=0)
+    sha256: str
+
+
+class Resources(_Part):
+    vcpus: int = Field(ge=0)
+    memory_mb: int = Field(ge=0)
+    disk_gb: int = Field(ge=0)
+
+
+class ResourceView(_Part):
+    """One resource of one host: capacity = (total - reserved) x allocation_ratio."""
+
+    total: int
+    reserved: int
+    allocation_ratio: float
+    capacity: int
+    used: int
+    free: int
+
+
+class HostView(_Part):
+    name: str
+    group: str
+    state: str  # "up" or "down"
+    enabled: bool
+    hypervisor_type: str
+    vcpus: ResourceView
+    memory_mb: ResourceView
+    disk_gb: ResourceView
+    instances: int
+    last_seen_at: float | None
+    unknown_domains: list[str] = []
+
+
+class DomainState(_Part):
+    instance_id: str
+    power_state: PowerState
+
+
+# --- Cloud Manager -> Group Manager ----------------------------------------------------
+
+
+class _InstanceMessage(Message):
+    instance_id: str
+
+    def ordering_key(self) -> str | None:
+        return self.instance_id
+
+
+class BuildInstance(_InstanceMessage):
+    """Place a new instance on a host of the group and have it spawned there."""
+
+    NAME: ClassVar[str] = "build_instance"
+    project_id: str
+    name: str
+    flavor: FlavorSpec
+    image: ImageRef
+    task_id: str
+
+    def idempotency_key(self) -> str:
+        return f"build:{self.instance_id}"
+
+
+class InstanceAction(_InstanceMessage):
+    """Run a power action on an instance the group placed."""
+
+    NAME: ClassVar[str] = "instance_action"
+    action: PowerActionName
+    task_id: str
+
+    def idempotency_key(self) -> str:
+        return f"action:{self.task_id}"
+
+
+class DeleteInstance(_InstanceMessage):
+    """Destroy an instance's guest and release its claim."""
+
+    NAME: ClassVar[str] = "delete_instance"
+    task_id: str
+
+    def idempotency_key(self) -> str:
+        return f"delete:{self.task_id}"
+
+
+class HostList(Message):
+    NAME: ClassVar[str] = "host_list"
+    KIND: ClassVar[Kind] = "reply"
+    group: str
+    hosts: list[HostView]
+
+
+class ListHosts(Message):
+    NAME: ClassVar[str] = "list_hosts"
+    KIND: ClassVar[Kind] = "call"
+    REPLY: ClassVar[type[Message]] = HostList
+
+
+class InstanceObservation(Message):
+    """What a group can tell about one instance right now (for reconciliation)."""
+
+    NAME: ClassVar[str] = "instance_observation"
+    KIND: ClassVar[Kind] = "reply"
+    instance_id: str
+    host: str | None
+    power_state: PowerState | None  # None: nobody could tell
+    note: str = ""
+
+
+class DescribeInstance(_InstanceMessage):
+    NAME: ClassVar[str] = "describe_instance"
+    KIND: ClassVar[Kind] = "call"
+    REPLY: ClassVar[type[Message]] = InstanceObservation
+
+
+# --- Group Manager -> Instance Manager -------------------------------------------------
+
+
+class Spawn(_InstanceMessage):
+    NAME: ClassVar[str] = "spawn"
+    name: str
+    flavor: FlavorSpec
+    image: ImageRef
+    task_id: str
+
+    def idempotency_key(self) -> str:
+        return f"spawn:{self.instance_id}"
+
+
+class PowerAction(_InstanceMessage):
+    NAME: ClassVar[str] = "power_action"
+    action: PowerActionName
+    task_id: str
+
+    def idempotency_key(self) -> str:
+        return f"power:{self.task_id}"
+
+
+class Destroy(_InstanceMessage):
+    NAME: ClassVar[str] = "destroy"
+    task_id: str
+
+    def idempotency_key(self) -> str:
+        return f"destroy:{self.task_id}"
+
+
+class DomainReport(Message):
+    NAME: ClassVar[str] = "domain_report"
+    KIND: ClassVar[Kind] = "reply"
+    instance_id: str
+    power_state: PowerState
+
+
+class DescribeDomain(_InstanceMessage):
+    NAME: ClassVar[str] = "describe_domain"
+    KIND: ClassVar[Kind] = "call"
+    REPLY: ClassVar[type[Message]] = DomainReport
+
+
+# --- Instance Manager -> Group Manager -------------------------------------------------
+
+
+class HostReport(Message):
+    """A host's full picture: sent periodically (the heartbeat), at start and after
+    every change. ``boot_id`` changes when the Instance Manager restarts."""
+
+    NAME: ClassVar[str] = "host_report"
+    host: str
+    group: str
+    boot_id: str
+    hypervisor_type: str
+    capacity: Resources
+    reserved: Resources
+    domains: list[DomainState]
+    unknown_domains: list[str] = []
+    observed_at: float  # host clock when the domains were read: older news never wins
+
+    def ordering_key(self) -> str:
+        return f"host:{self.host}"
+
+
+class InstanceEvent(_InstanceMessage):
+    """A task on a host finished (or failed)."""
+
+    NAME: ClassVar[str] = "instance_event"
+    host: str
+    task_id: str
+    event: Event
+    power_state: PowerState
+    reason: str = ""
+    observed_at: float
+
+    def idempotency_key(self) -> str:
+        return f"event:{self.instance_id}:{self.task_id}:{self.event}"
+
+
+# --- Group Manager -> Cloud Manager ----------------------------------------------------
+
+
+class InstanceUpdate(_InstanceMessage):
+    """The outcome of a step of an instance's current task."""
+
+    NAME: ClassVar[str] = "instance_update"
+    task_id: str
+    event: Event
+    group: str
+    host: str | None = None
+    power_state: PowerState | None = None
+    reason: str = ""
+    observed_at: float | None = None
+
+    def idempotency_key(self) -> str:
+        return f"update:{self.instance_id}:{self.task_id}:{self.event}"
+
+
+class PowerStateChange(_Part):
+    instance_id: str
+    host: str
+    power_state: PowerState
+    observed_at: float
+
+
+class PowerStateSync(Message):
+    """Power states that changed outside any task (a guest shut itself down, a domain
+    vanished). Last writer wins, so no idempotency key is needed."""
+
+    NAME: ClassVar[str] = "power_state_sync"
+    group: str
+    changes: list[PowerStateChange]
+
+
+class GroupSummary(Message):
+    """A group's capacity at a glance, for the Cloud Manager's choice of group."""
+
+    NAME: ClassVar[str] = "group_summary"
+    group: str
+    policy: str
+    hosts_up: int
+    hosts_down: int
+    capacity: Resources  # sum over up hosts of capacity
+    used: Resources
+    largest_free: Resources  # per resource, the most any single up host has free
+
+    def ordering_key(self) -> str:
+        return f"group:{self.group}"
+
+
+# --- Events (topic exchange) -----------------------------------------------------------
+
+
+class InstanceStateChanged(Message):
+    NAME: ClassVar[str] = "instance.state_changed"
+    KIND: ClassVar[Kind] = "event"
+    instance_id: str
+    project_id: str
+    status: str
+    vm_state: str
+    task_state: str | None
+    power_state: str | None
+    host: str | None
+    fault: str | None
+
+
+class HostStateChanged(Message):
+    NAME: ClassVar[str] = "host.state_changed"
+    KIND: ClassVar[Kind] = "event"
+    host: str
+    group: str
+    state: str
+    reason: str
