@@ -12,7 +12,9 @@ import argparse
 import logging
 from typing import Any
 
+from cloud_manager import bootstrap
 from cloud_manager.manager import CloudManager
+from image_store.client import ImageStoreClient
 from ironbark.config import Config
 from ironbark.db import create_engine
 from ironbark.runtime import load_config_or_exit
@@ -32,11 +34,21 @@ def build(cfg: Config, bus: Bus) -> CloudManager:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ironbark-cloud-manager", description=__doc__)
     parser.add_argument("--config", help="TOML configuration file (or IRONBARK_CONFIG)")
+    parser.add_argument("command", nargs="?", choices=["serve", "bootstrap"], default="serve",
+                        help="serve the API (default), or migrate the database and seed the "
+                             "classic flavors and the demo image, then exit")
     args = parser.parse_args(argv)
     cfg = load_config_or_exit(args.config)
     assert cfg.database.url is not None
-    CloudManager(cfg, Bus(cfg.bus.url, sender="cloud"), create_engine(cfg.database.url)) \
-        .migrate()
+    manager = CloudManager(cfg, Bus(cfg.bus.url, sender="cloud"),
+                           create_engine(cfg.database.url))
+    manager.migrate()
+    if args.command == "bootstrap":
+        assert cfg.image_store.url is not None and cfg.image_store.token is not None
+        with ImageStoreClient(cfg.image_store.url, cfg.image_store.token) as store:
+            bootstrap.seed(manager.sessions, store)
+        log.info("bootstrapped: classic flavors and the demo image are in place")
+        return
 
     def app_factory() -> Any:
         bus = Bus(cfg.bus.url, sender="cloud", namespace=cfg.bus.namespace,

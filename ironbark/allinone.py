@@ -15,13 +15,12 @@ import os
 import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import IO, Any
 
+from cloud_manager import bootstrap
 from cloud_manager.auth import ADMIN_PROJECT, project_id
 from cloud_manager.manager import CloudManager
-from cloud_manager.services import flavors, images
 from group_manager.manager import GroupManager
 from image_store.client import ImageStoreClient
 from image_store.service import create_app as image_store_app
@@ -30,15 +29,12 @@ from instance_manager.context import HostContext
 from instance_manager.driver.libvirt import from_options
 from instance_manager.image_cache import ImageCache
 from instance_manager.manager import InstanceManager
-from ironbark import demo_image
 from ironbark.config import Config, HostOptions
 from ironbark.db import create_engine
 from ironbark.wsgi import ThreadedServer
 from message_bus import Bus
 
 log = logging.getLogger(__name__)
-
-DEMO_IMAGE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://ironbark.dev/images/demo"))
 
 
 class AllInOne:
@@ -52,6 +48,7 @@ class AllInOne:
                        polling_interval=config.bus.polling_interval)
         self.instance_managers: list[InstanceManager] = []
         self._servers: list[ThreadedServer] = []
+        self.stopped = False
 
     # --- start and stop ------------------------------------------------------------------
 
@@ -59,8 +56,8 @@ class AllInOne:
         cfg = self.config
         assert cfg.image_store.data_dir is not None and cfg.image_store.token is not None
         assert cfg.database.url is not None and cfg.group.database_url is not None
-        self.image_store = ImageStore(cfg.image_store.data_dir)
-        store_server = ThreadedServer(image_store_app(self.image_store, cfg.image_store.token),
+        store_server = ThreadedServer(image_store_app(ImageStore(cfg.image_store.data_dir),
+                                                      cfg.image_store.token),
                                       cfg.image_store.host, cfg.image_store.port).start()
         self._servers.append(store_server)
 
@@ -82,7 +79,7 @@ class AllInOne:
         for im in self.instance_managers:
             im.start()
         self.cloud.start()
-        self._seed()
+        self._seed(store_server.url)
         api = ThreadedServer(self.cloud.app(), cfg.api.host, cfg.api.port).start()
         self._servers.append(api)
         self.api_url = api.url
@@ -101,25 +98,10 @@ class AllInOne:
                                                                   cfg.image_store.token))
         return InstanceManager(HostContext(options, from_options(options), self.bus, cache))
 
-    def _seed(self) -> None:
-        """The classic flavors and the demo image, once (a restart finds them there)."""
-        with self.cloud.sessions.begin() as session:
-            flavors.seed_classic(session)
-        try:
-            record = self.image_store.get(DEMO_IMAGE_ID)
-        except Exception:
-            record = None
-        if record is None or record.status != "active":
-            if record is not None:
-                self.image_store.delete(DEMO_IMAGE_ID)
-            self.image_store.create(name="demo", disk_format="raw", owner=None,
-                                    visibility="public", image_id=DEMO_IMAGE_ID)
-            record = self.image_store.upload(DEMO_IMAGE_ID, [demo_image.build()])
-        assert record.size is not None and record.sha256 is not None
-        with self.cloud.sessions.begin() as session:
-            images.register(session, image_id=record.id, name="demo", disk_format="raw",
-                            size=record.size, sha256=record.sha256, project_id=None,
-                            visibility="public")
+    def _seed(self, store_url: str) -> None:
+        assert self.config.image_store.token is not None
+        with ImageStoreClient(store_url, self.config.image_store.token) as store:
+            bootstrap.seed(self.cloud.sessions, store)
 
     def _wait_ready(self, timeout: float) -> None:
         """Until every host has reported and the cloud has the group's summary."""
@@ -136,6 +118,9 @@ class AllInOne:
                            f"(group summary: {known})")
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         for server in reversed(self._servers[1:]):
             server.stop()
         self.cloud.stop()
@@ -174,7 +159,10 @@ def run(hosts: int = 2, port: int = 8774, data_dir: str | Path | None = None,
     from ironbark.cli.credentials import write_credentials
     from ironbark.runtime import load_config_or_exit, wait_for_shutdown
 
-    overrides: dict[str, Any] = {"api": {"port": port}, "bus": {"url": "memory://"}}
+    # The image store is internal to this process (its clients are the in-process
+    # tiers), so it takes any free port rather than contend for a fixed one.
+    overrides: dict[str, Any] = {"api": {"port": port}, "bus": {"url": "memory://"},
+                                 "image_store": {"port": 0}}
     if data_dir is not None:
         overrides["data_dir"] = Path(data_dir).expanduser().resolve()
     cfg = load_config_or_exit(config_path, **overrides)
@@ -184,8 +172,7 @@ def run(hosts: int = 2, port: int = 8774, data_dir: str | Path | None = None,
     try:
         cloud = AllInOne(cfg, hosts).start()
     except OSError as exc:
-        print(f"ironbark: cannot start: {exc} (is port {port} or "
-              f"{cfg.image_store.port} in use?)", file=sys.stderr)
+        print(f"ironbark: cannot start: {exc} (is port {port} in use?)", file=sys.stderr)
         return 1
     creds = write_credentials(cloud.api_url, cloud.admin_token, ADMIN_PROJECT)
     print(f"Ironbark all-in-one cloud is up: {hosts} simulated hosts in group "
