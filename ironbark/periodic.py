@@ -21,9 +21,15 @@ class Periodic:
         self.name, self.interval, self._job, self._run_now = name, interval, job, run_now
         self._stop = threading.Event()
         self._kick = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"periodic-{name}", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> Periodic:
+        """Start (or, after stop(), restart) the job's thread."""
+        if self._thread is not None and self._thread.is_alive():
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"periodic-{self.name}",
+                                        daemon=True)
         self._thread.start()
         return self
 
@@ -46,5 +52,6 @@ class Periodic:
     def stop(self) -> None:
         self._stop.set()
         self._kick.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=30)
+        thread = self._thread
+        if thread is not None and thread.is_alive() and threading.current_thread() is not thread:
+            thread.join(timeout=30)
