@@ -201,20 +201,35 @@ def stop_running(data_dir: str | Path | None = None, timeout: float = 60.0) -> i
     if data_dir is not None:
         overrides["data_dir"] = Path(data_dir).expanduser().resolve()
     cfg = load_config_or_exit(None, **overrides)
-    pid_file = cfg.data_dir / "ironbark.pid"
+    pid_file, lock_file = cfg.data_dir / "ironbark.pid", cfg.data_dir / "ironbark.lock"
+    if not lock_file.exists() or _unlocked(lock_file):
+        # No cloud holds the lock: a pid file left behind may name an unrelated process.
+        print(f"ironbark: no cloud is running on {cfg.data_dir}", file=sys.stderr)
+        return 1
     try:
         pid = int(pid_file.read_text().strip())
         os.kill(pid, signal.SIGTERM)
     except (FileNotFoundError, ValueError, ProcessLookupError):
         print(f"ironbark: no cloud is running on {cfg.data_dir}", file=sys.stderr)
         return 1
+    # The cloud holds the data directory's lock until it has shut down; a process
+    # that has exited but is not yet reaped (a zombie) still answers kill(pid, 0).
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _unlocked(lock_file):
             print(f"stopped the cloud on {cfg.data_dir} (pid {pid})")
             return 0
-        time.sleep(0.2)
+        time.sleep(0.1)
     print(f"ironbark: pid {pid} did not stop within {timeout:g} s", file=sys.stderr)
     return 1
+
+
+def _unlocked(lock_file: Path) -> bool:
+    """True if no process holds the data directory's lock (no cloud runs on it)."""
+    with open(lock_file, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return True

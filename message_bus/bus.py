@@ -90,8 +90,10 @@ class Bus:
         self._reply_ready = threading.Event()
         self._reply_started = False
 
+        # Guarded by _consumed: every service, and those not yet consumed on the broker.
         self._services: list[_Service] = []
-        self._new_services: queue.SimpleQueue[_Service] = queue.SimpleQueue()
+        self._new_services: list[_Service] = []
+        self._consumed = threading.Condition()
         self._settle: queue.SimpleQueue[tuple[Any, str]] = queue.SimpleQueue()
         self._consumer_ready = threading.Event()
         self._stopping = threading.Event()
@@ -255,8 +257,9 @@ class Bus:
         self._add(_Service(f"events:{binding_key}", q, None, callback, executor, None, (), 64))
 
     def _add(self, service: _Service) -> None:
-        self._services.append(service)
-        self._new_services.put(service)
+        with self._consumed:
+            self._services.append(service)
+            self._new_services.append(service)
 
     def start(self, timeout: float = 30.0) -> None:
         """Start consuming; returns once every queue served so far is being consumed."""
@@ -265,24 +268,27 @@ class Bus:
             raise CallTimeout(self.url, "connect", timeout)
 
     def wait_until_consuming(self, timeout: float = 10.0) -> None:
-        """Block until services added after start() are consumed too."""
-        deadline = time.monotonic() + timeout
-        while not self._new_services.empty():
-            if time.monotonic() > deadline:
-                raise TimeoutError("consumer did not pick up new services")
-            time.sleep(0.005)
+        """Block until services added after start() are consumed too (their queues
+        declared, bound and consumed on the broker, so nothing sent now is lost)."""
+        with self._consumed:
+            if not self._consumed.wait_for(lambda: not self._new_services, timeout):
+                raise TimeoutError("the consumer did not pick up the new services in time")
 
     def _consume_loop(self) -> None:
         def run(conn: Connection) -> None:
             # (Re)consume every service on this connection; new ones join as they come.
-            while not self._new_services.empty():
-                self._new_services.get()
-            for service in self._services:
+            with self._consumed:
+                current, fresh = list(self._services), list(self._new_services)
+            for service in current:
                 self._consume(conn, service)
+            self._mark_consumed(fresh)
             self._consumer_ready.set()
             while not self._stopping.is_set():
-                while not self._new_services.empty():
-                    self._consume(conn, self._new_services.get())
+                with self._consumed:
+                    fresh = list(self._new_services)
+                for service in fresh:
+                    self._consume(conn, service)
+                self._mark_consumed(fresh)
                 with contextlib.suppress(TimeoutError):
                     conn.drain_events(timeout=_TICK)
                 self._settle_pending()
@@ -290,10 +296,26 @@ class Bus:
 
         self._run_connected(run, "consumer")
 
+    def _mark_consumed(self, services: list[_Service]) -> None:
+        if not services:
+            return
+        with self._consumed:
+            done = {id(s) for s in services}  # identity: two services may compare equal
+            self._new_services = [s for s in self._new_services if id(s) not in done]
+            self._consumed.notify_all()
+
     def _consume(self, conn: Connection, service: _Service) -> None:
+        def undecodable(raw: Any, exc: Exception) -> None:
+            # Not JSON, or a content type we do not accept: drop it like any other
+            # rejected message (kombu would otherwise raise out of drain_events).
+            log.error("%s: dropped a message whose body cannot be decoded (%s, content "
+                      "type %s)", service.target, exc, getattr(raw, "content_type", "?"))
+            raw.ack()
+
         channel = conn.channel()
         consumer = Consumer(channel, queues=[service.queue], accept=["json"],
-                            callbacks=[lambda body, msg, s=service: self._on_message(s, body, msg)])
+                            callbacks=[lambda body, msg, s=service: self._on_message(s, body, msg)],
+                            on_decode_error=undecodable)
         consumer.qos(prefetch_count=service.prefetch)
         consumer.consume()
         service.consumer = consumer

@@ -219,7 +219,9 @@ def apply_event(
         raise InvalidAction(Action.CREATE, vm_state, current, f"no task in flight for {event}")
     if event is Event.SCHEDULED and current is TaskState.SCHEDULING:
         return VmState.BUILDING, TaskState.SPAWNING
-    if event is Event.SPAWNED and current is TaskState.SPAWNING:
+    if event is Event.SPAWNED and current in (TaskState.SCHEDULING, TaskState.SPAWNING):
+        # From SCHEDULING too: with several Cloud Manager processes consuming updates,
+        # "spawned" can overtake "scheduled" (per-key order holds within one process).
         return VmState.ACTIVE, None
     if event is Event.BUILD_FAILED and vm_state is VmState.BUILDING:
         return VmState.ERROR, None

@@ -95,7 +95,7 @@ def test_with_no_group_at_all_a_create_fails_clearly(make_cloud: CloudFactory) -
 def _libvirt(cloud: AllInOne, host: str) -> libvirt.virConnect:
     """The simulated host's own libvirt connection (its state lives in it)."""
     im = next(im for im in cloud.instance_managers if im.ctx.name == host)
-    return im.ctx.driver._host.connection()  # noqa: SLF001 (acting "outside Ironbark")
+    return im.ctx.driver._host.connection()
 
 
 def test_a_guest_destroyed_outside_ironbark_shows_shutoff(make_cloud: CloudFactory) -> None:
