@@ -19,6 +19,8 @@ is the same as ``IRONBARK_BUS_URL=...`` and ``IRONBARK_GROUP_NAME=rack1``.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import secrets
 import tomllib
@@ -209,6 +211,7 @@ def load(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Config
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"configuration file {file_path} is not valid TOML: {exc}") from None
     _check_env_names()
+    _check_env_json()
     token = _config_file.set(file_path)
     try:
         return Config(**overrides)
@@ -235,6 +238,25 @@ def _check_env_names() -> None:
         raise ConfigError(f"unknown option in the environment: {', '.join(unknown)}")
 
 
+def _check_env_json() -> None:
+    """Options that take a table (project_tokens, host_overrides...) take JSON in the
+    environment; say which one is not JSON rather than fail deep in the loader."""
+    for section, field in Config.model_fields.items():
+        annotation = field.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            continue
+        for option, opt_field in annotation.model_fields.items():
+            if getattr(opt_field.annotation, "__origin__", None) not in (dict, list):
+                continue
+            name = f"{ENV_PREFIX}{section}_{option}".upper()
+            if name in os.environ:
+                try:
+                    json.loads(os.environ[name])
+                except ValueError as exc:
+                    raise ConfigError(f"invalid configuration:\n  option {section}.{option} "
+                                      f"(env {name}): not valid JSON ({exc})") from None
+
+
 def _describe(exc: ValidationError, file_path: Path | None) -> str:
     lines = ["invalid configuration:"]
     for err in exc.errors():
@@ -254,20 +276,25 @@ def ensure_secrets(config: Config) -> Config:
     Tokens given in the configuration win; generated ones are stored (mode 0600) so
     that a restarted cloud, and the command-line client, keep working.
     """
+    config.data_dir.mkdir(parents=True, exist_ok=True)
     path = config.data_dir / "secrets.toml"
-    stored: dict[str, str] = {}
-    if path.exists():
-        stored = {k: str(v) for k, v in tomllib.loads(path.read_text()).items()}
-    changed = False
-    for key in ("admin_token", "image_store_token"):
-        if key not in stored:
-            stored[key] = secrets.token_urlsafe(24)
-            changed = True
-    if changed:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.writelines(f'{k} = "{v}"\n' for k, v in sorted(stored.items()))
+    # Tiers starting at once on a fresh data directory must agree on the tokens:
+    # read-or-generate under a lock, and replace the file atomically.
+    with open(config.data_dir / ".secrets.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stored: dict[str, str] = {}
+        if path.exists():
+            stored = {k: str(v) for k, v in tomllib.loads(path.read_text()).items()}
+        missing = [k for k in ("admin_token", "image_store_token") if k not in stored]
+        if missing:
+            stored.update({k: secrets.token_urlsafe(24) for k in missing})
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.writelines(f'{k} = "{v}"\n' for k, v in sorted(stored.items()))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     if config.api.admin_token is None:
         config.api.admin_token = stored["admin_token"]
     if config.image_store.token is None:

@@ -39,7 +39,7 @@ class KeyedExecutor:
         while True:
             try:
                 job()
-            except Exception:  # a job's failure must not strand the jobs queued behind it
+            except BaseException:  # a job's failure must not strand the jobs behind it
                 log.exception("job for key %s failed", key)
             finally:
                 with self._lock:

@@ -182,7 +182,8 @@ def begin(
     shown = status(vm_state, current)
     if action is Action.DELETE:
         if vm_state is VmState.DELETED or current is TaskState.DELETING:
-            raise InvalidAction(action, vm_state, current, "the instance is already being deleted")
+            raise InvalidAction(action, vm_state, current,
+                                f"the instance is already being deleted (status {shown})")
         return task
     if current is not None:
         raise InvalidAction(
@@ -223,7 +224,7 @@ def apply_event(
         # From SCHEDULING too: with several Cloud Manager processes consuming updates,
         # "spawned" can overtake "scheduled" (per-key order holds within one process).
         return VmState.ACTIVE, None
-    if event is Event.BUILD_FAILED and vm_state is VmState.BUILDING:
+    if event is Event.BUILD_FAILED and current in (TaskState.SCHEDULING, TaskState.SPAWNING):
         return VmState.ERROR, None
     if current in (TaskState.SCHEDULING, TaskState.SPAWNING, TaskState.DELETING):
         raise InvalidAction(Action.CREATE, vm_state, current, f"{event} does not end {current}")
