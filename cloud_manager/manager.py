@@ -7,8 +7,6 @@ keys.
 
 from __future__ import annotations
 
-import time
-
 import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.exc import OperationalError
@@ -27,8 +25,6 @@ from message_bus.idempotency import SqlStore
 from message_bus.messages import GroupSummary, InstanceUpdate, PowerStateSync
 
 CLOUD = "cloud"
-_KEEP_KEYS_FOR = 7 * 24 * 3600.0
-
 
 class CloudManager:
     def __init__(self, config: Config, bus: Bus, engine: sa.Engine):
@@ -63,8 +59,7 @@ class CloudManager:
         self._periodic = [
             Periodic("reconciler", self.config.cloud.reconcile_interval,
                      lambda: reconciler.sweep(self.ctx), run_now=False),
-            Periodic("cloud-prune", 3600.0,
-                     lambda: self._keys.prune(time.time() - _KEEP_KEYS_FOR)),
+            Periodic("cloud-prune", 3600.0, self._keys.prune_old),
         ]
         for job in self._periodic:
             job.start()

@@ -8,7 +8,6 @@ capacity summary, and forgetting old idempotency keys.
 from __future__ import annotations
 
 import logging
-import time
 
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
@@ -36,8 +35,6 @@ from message_bus.messages import (
 )
 
 log = logging.getLogger(__name__)
-
-_KEEP_KEYS_FOR = 7 * 24 * 3600.0
 
 
 class GroupManager:
@@ -78,8 +75,7 @@ class GroupManager:
             self._summary,
             Periodic(f"{self.options.name}-health", health_every, self._check_health,
                      run_now=False),
-            Periodic(f"{self.options.name}-prune", 3600.0,
-                     lambda: self._keys.prune(time.time() - _KEEP_KEYS_FOR)),
+            Periodic(f"{self.options.name}-prune", 3600.0, self._keys.prune_old),
         ]
         for job in self._periodic:
             job.start()

@@ -95,7 +95,12 @@ class FileStore(MemoryStore):
 
 
 class SqlStore:
-    """Keys in a ``processed_messages`` table of the receiver's own database."""
+    """Keys in a ``processed_messages`` table of the receiver's own database.
+
+    Keys are kept a week (``KEEP_FOR``): far longer than any redelivery can lag.
+    """
+
+    KEEP_FOR = 7 * 24 * 3600.0
 
     def __init__(self, engine: sa.Engine, table: sa.Table):
         self._engine, self._table = engine, table
@@ -111,6 +116,10 @@ class SqlStore:
                 conn.execute(self._table.insert().values(key=key, processed_at=time.time()))
         except IntegrityError:
             pass  # recorded by a concurrent redelivery: the same outcome
+
+    def prune_old(self) -> int:
+        """Forget keys older than KEEP_FOR (run hourly by the managers)."""
+        return self.prune(time.time() - self.KEEP_FOR)
 
     def prune(self, older_than: float) -> int:
         with self._engine.begin() as conn:
