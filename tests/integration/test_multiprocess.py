@@ -198,3 +198,37 @@ def test_killing_an_instance_manager_loses_nothing(mp_cloud: MultiProcessCloud,
         claimed = {i for i, h in active if h == host}
         assert set(_domains_in_host_file(mp_cloud.host_xml(host))) == claimed
         assert used[host] == len(claimed)  # m1.tiny is one vCPU
+
+
+def test_killing_the_group_manager_mid_burst_claims_each_server_once(
+        mp_cloud: MultiProcessCloud, postgres_url: str) -> None:
+    """Builds in flight when the Group Manager dies are redelivered to its successor,
+    which must finish each exactly once: no server lost, no claim doubled."""
+    api = Api(f"http://127.0.0.1:{mp_cloud.api_port}", ADMIN_TOKEN)
+    wait_for(lambda: _listening(mp_cloud.api_port), 60, "the API")
+    wait_for(lambda: len([h for h in api.get("/v1/hosts").body["hosts"]
+                          if h["state"] == "up"]) == 2, 60, "both hosts up")
+    # Half the burst races the kill (some builds are caught half done, depending on
+    # timing); the other half is sent while the Group Manager is dead, so it
+    # certainly waits in the durable queue for the successor.
+    ids = [api.create(f"burst{i}", "m1.tiny")["id"] for i in range(8)]
+    mp_cloud.tiers["group"].kill(signal.SIGKILL)
+    ids += [api.create(f"burst{i}", "m1.tiny")["id"] for i in range(8, 16)]
+    assert all(api.server(i)["status"] == "BUILD" for i in ids[8:])
+    mp_cloud.tier("group", "ironbark-group-manager").start()
+
+    servers = [api.wait(i, timeout=90) for i in ids]
+    assert [s["status"] for s in servers] == ["ACTIVE"] * len(ids), servers
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        claims = conn.execute(sa.select(Claim.instance_id, Claim.host, Claim.state)).all()
+        hosts = {name: (used, count) for name, used, count in conn.execute(
+            sa.select(Host.name, Host.vcpus_used, Host.instances)).all()}
+    engine.dispose()
+    assert sorted(i for i, _, state in claims if state == "active") == sorted(ids)
+    assert len(claims) == len(ids)  # one claim row per server, none failed or doubled
+    for host in ("mp-h1", "mp-h2"):
+        claimed = {i for i, h, _ in claims if h == host}
+        assert set(_domains_in_host_file(mp_cloud.host_xml(host))) == claimed
+        assert hosts[host] == (len(claimed), len(claimed))
+    assert {s["host"] for s in servers} <= {"mp-h1", "mp-h2"}
