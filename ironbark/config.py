@@ -120,6 +120,10 @@ class HostOptions(_Section):
     simulated_memory_mb: int = Field(65536, ge=128, le=64 * 1024 * 1024)
     simulated_disk_gb: int = Field(1000, ge=1, le=1024 * 1024)
     workers: int = Field(4, ge=1, le=64)
+    image_cache_gb: float = Field(
+        50.0, gt=0, description="size limit of the host's chunk and base-image cache")
+    image_fetch_workers: int = Field(
+        4, ge=1, le=64, description="chunks fetched in parallel when an image is missing")
 
 
 class ImageStoreOptions(_Section):
@@ -128,6 +132,21 @@ class ImageStoreOptions(_Section):
     port: int = Field(9292, ge=0, le=65535)
     data_dir: Path | None = None
     token: str | None = Field(None, min_length=16, description="service token; generated")
+    database_url: str | None = Field(
+        None, description="image catalog (records, manifests, chunk index); default SQLite")
+    backend: Literal["local", "s3"] = Field(
+        "local", description="where chunk bytes live: local (data_dir/chunks) or s3")
+    s3_endpoint: str | None = Field(None, description="S3 API endpoint URL; None = AWS")
+    s3_bucket: str = Field("ironbark-images", min_length=3, max_length=63)
+    s3_prefix: str = Field("chunks/", description="key prefix of chunk objects")
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    chunking: Literal["cdc", "fixed"] = Field(
+        "cdc", description="content-defined (FastCDC) or fixed-size chunks")
+    chunk_avg_kib: int = Field(
+        64, ge=4, le=4096, description="average (cdc) or exact (fixed) chunk size in KiB")
+    compression_level: int = Field(3, ge=0, le=22, description="zstd level; 0 = store raw")
 
 
 class LoggingOptions(_Section):
@@ -189,6 +208,8 @@ class Config(BaseSettings):
             self.host.state_dir = d / "hosts" / self.host.name
         if self.image_store.data_dir is None:
             self.image_store.data_dir = d / "images"
+        if self.image_store.database_url is None:
+            self.image_store.database_url = f"sqlite:///{self.image_store.data_dir / 'catalog.db'}"
         if self.image_store.url is None:
             self.image_store.url = f"http://{self.image_store.host}:{self.image_store.port}"
         if self.host.hypervisor_uri is None:
