@@ -138,3 +138,24 @@ def alpha(cloud: AllInOne) -> Api:
 @pytest.fixture
 def beta(cloud: AllInOne) -> Api:
     return Api(cloud.api_url, BETA_TOKEN)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The URL of a real S3-API server (moto_server, a subprocess) for this session."""
+    from tests.s3_server import S3Server, S3ServerError
+
+    server = S3Server()
+    try:
+        server.start()
+    except S3ServerError as exc:
+        server.close()
+        pytest.fail(str(exc))
+    yield server.url
+    server.close()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A bucket name no other test uses (the backend creates it)."""
+    return f"ironbark-test-{uuid.uuid4().hex[:16]}"
