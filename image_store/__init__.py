@@ -1,38 +1,50 @@
 """Ironbark's image store: where the cloud keeps the disk images instances boot from.
 
-A small service of its own (``ironbark-image-store``): image records plus their bytes
-on a local directory, served over a token-protected HTTP API, and the client the
-other tiers use to register, upload and -- checksum-verified -- download images.
+A Parallax-like service of its own (``ironbark-image-store``): an image is a manifest
+of content-addressed chunks, each stored once and verified on every read, so only
+missing chunks ever cross the wire. docs/image-store.md is the design and contract.
 
-This is the foundation version: bytes are stored as whole content-addressed blobs.
-A Parallax-like store with content-defined chunking and deduplication comes later; it
-replaces :class:`~image_store.store.BlobStore` behind :class:`ImageStore` and keeps
-the HTTP API and the client as they are.
+Names are exported lazily: the other tiers import ``image_store.client`` alone, and
+that must not drag in the store, its database layer and the Flask service.
 """
 
-from image_store.client import ChecksumMismatch, ImageStoreClient, ImageStoreClientError, NotFound
-from image_store.service import create_app
-from image_store.store import (
-    CorruptImage,
-    ImageConflict,
-    ImageNotFound,
-    ImageRecord,
-    ImageStore,
-    ImageStoreError,
-    InvalidImage,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ChecksumMismatch",
-    "CorruptImage",
-    "ImageConflict",
-    "ImageNotFound",
-    "ImageRecord",
-    "ImageStore",
-    "ImageStoreClient",
-    "ImageStoreClientError",
-    "ImageStoreError",
-    "InvalidImage",
-    "NotFound",
-    "create_app",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ChecksumMismatch": "image_store.client",
+    "ImageStoreClient": "image_store.client",
+    "ImageStoreClientError": "image_store.client",
+    "NotFound": "image_store.client",
+    "create_app": "image_store.service",
+    "open_store": "image_store.factory",
+    "SERVICE": "image_store.store",
+    "Caller": "image_store.store",
+    "ChunkNotFound": "image_store.store",
+    "CorruptImage": "image_store.store",
+    "Entry": "image_store.store",
+    "Forbidden": "image_store.store",
+    "ImageConflict": "image_store.store",
+    "ImageNotFound": "image_store.store",
+    "ImageReader": "image_store.store",
+    "ImageRecord": "image_store.store",
+    "ImageStore": "image_store.store",
+    "ImageStoreError": "image_store.store",
+    "InvalidImage": "image_store.store",
+    "RangeNotSatisfiable": "image_store.store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'image_store' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
