@@ -3,39 +3,62 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
+from image_store import catalog
+from image_store.backends.local import LocalBackend
+from image_store.chunking import DEFAULT_POLICY, ChunkingPolicy
 from image_store.client import ImageStoreClient
 from image_store.service import create_app
 from image_store.store import ImageStore
+from ironbark.db import create_engine
 from ironbark.wsgi import ThreadedServer
 
 TOKEN = "test-service-token-0123456789"
 MIB = 1024 * 1024
 
 
+StoreFactory = Callable[..., ImageStore]
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> ImageStore:
-    return ImageStore(tmp_path / "images")
+def make_store(tmp_path: Path) -> Iterator[StoreFactory]:
+    """Open stores on one data dir (local backend + SQLite catalog), closed afterwards.
+
+    ``make_store(policy=..., compression_level=..., recover=...)``; opening a second
+    store on the same dir is how a restart is simulated.
+    """
+    opened: list[ImageStore] = []
+    root = tmp_path / "images"
+
+    def make(policy: ChunkingPolicy = DEFAULT_POLICY, compression_level: int = 3,
+             recover: bool = True, database_url: str | None = None) -> ImageStore:
+        engine = create_engine(database_url or f"sqlite:///{root / 'catalog.db'}")
+        catalog.migrate(engine)
+        new = ImageStore(engine, LocalBackend(root), policy, compression_level,
+                         recover=recover)
+        opened.append(new)
+        return new
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> ImageStore:
+    """A ready store on a temp dir: local backend, SQLite catalog, default policy."""
+    return make_store()
 
 
 @pytest.fixture
 def app(store: ImageStore) -> Flask:
     return create_app(store, TOKEN)
-
-
-@pytest.fixture
-def http(app: Flask) -> FlaskClient:
-    """Flask's test client, with the service token on every request."""
-    client = app.test_client()
-    client.environ_base["HTTP_X_SERVICE_TOKEN"] = TOKEN
-    return client
 
 
 class _CurrentApp:
@@ -78,15 +101,26 @@ def client(server: ThreadedServer) -> Iterator[ImageStoreClient]:
         yield c
 
 
-def blob_files(store: ImageStore) -> list[Path]:
-    return sorted(p for p in (store.data_dir / "blobs").rglob("*") if p.is_file())
+@pytest.fixture
+def api(server: ThreadedServer) -> Iterator[Any]:
+    """Plain HTTP requests to the server (tests/unit/image_store/http_util.Api)."""
+    from .http_util import Api
+
+    api = Api(server.url)
+    yield api
+    api.session.close()
 
 
-def temp_files(store: ImageStore) -> list[Path]:
-    """Upload temp files and half-written record files: none may outlive an operation."""
-    return sorted(
-        [*(store.data_dir / "tmp").iterdir(), *(store.data_dir / "records").glob(".*")]
-    )
+def chunk_files(store: ImageStore) -> list[Path]:
+    """The published chunk files of a store on the local backend."""
+    assert isinstance(store.backend, LocalBackend)
+    return sorted(p for p in (store.backend.root / "chunks").rglob("*") if p.is_file())
+
+
+def staged_files(store: ImageStore) -> list[Path]:
+    """Staging leftovers: none may outlive an operation."""
+    assert isinstance(store.backend, LocalBackend)
+    return sorted(p for p in (store.backend.root / "staging").rglob("*") if p.is_file())
 
 
 def payload(size: int) -> bytes:
