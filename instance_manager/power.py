@@ -57,6 +57,7 @@ def act(ctx: HostContext, msg: PowerAction) -> None:
 
 def destroy(ctx: HostContext, msg: Destroy) -> None:
     ctx.driver.destroy(msg.instance_id)
+    ctx.images.release(msg.instance_id)  # its overlay is gone: the base may be evicted
     log.info("destroyed the guest and its disk")
     ctx.emit(msg.instance_id, msg.task_id, Event.DESTROYED, PowerState.MISSING)
 

@@ -29,7 +29,7 @@ def spawn(ctx: HostContext, msg: Spawn) -> None:
         return
     assert ctx.options.state_dir is not None
     try:
-        base = ctx.images.ensure(msg.image)
+        base = ctx.images.ensure(msg.image, msg.instance_id)
         power = driver.spawn(InstanceSpec(
             instance_id=msg.instance_id, name=msg.name, vcpus=msg.flavor.vcpus,
             memory_mb=msg.flavor.memory_mb, disk_gb=msg.flavor.disk_gb,
@@ -38,6 +38,9 @@ def spawn(ctx: HostContext, msg: Spawn) -> None:
         ))
     except Exception as exc:
         log.error("spawn failed: %s", exc)
+        # The driver undid the spawn and the group drops its claim on BUILD_FAILED (no
+        # destroy will come here): the base is no longer this instance's to keep.
+        ctx.images.release(msg.instance_id)
         ctx.emit(msg.instance_id, msg.task_id, Event.BUILD_FAILED, PowerState.MISSING,
                  reason=str(exc))
         return
