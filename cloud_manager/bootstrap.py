@@ -3,7 +3,8 @@
 Idempotent, so ``ironbark up`` runs it at every start and an operator may run
 ``ironbark-cloud-manager bootstrap`` as often as they like. The demo image goes
 through the image store's HTTP API, like any upload, and has a fixed id, so every
-cloud (and every restart) names it the same.
+cloud (and every restart) names it the same. It lives in the store only: the store
+owns image records, and the API asks it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud_manager.services import flavors, images
+from cloud_manager.services import flavors
 from image_store.client import ImageStoreClient, NotFound
 from ironbark import demo_image
 
@@ -24,13 +25,10 @@ DEMO_IMAGE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://ironbark.dev/images/
 
 
 def seed(sessions: sessionmaker[Session], store: ImageStoreClient) -> None:
+    """``store`` acts as the service itself (no caller), which may make a public image."""
     with sessions.begin() as session:
         flavors.seed_classic(session)
-    record = _demo_image(store)
-    with sessions.begin() as session:
-        images.register(session, image_id=record["id"], name="demo", disk_format="raw",
-                        size=record["size"], sha256=record["sha256"], project_id=None,
-                        visibility="public")
+    _demo_image(store)
 
 
 def _demo_image(store: ImageStoreClient) -> dict:

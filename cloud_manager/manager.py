@@ -18,6 +18,7 @@ from cloud_manager.auth import TokenTable
 from cloud_manager.context import CloudContext
 from cloud_manager.db.models import ProcessedMessage
 from cloud_manager.services import reconciler, updates
+from image_store.client import ImageStoreClient
 from ironbark.config import Config
 from ironbark.periodic import Periodic
 from message_bus import Bus
@@ -27,10 +28,16 @@ from message_bus.messages import GroupSummary, InstanceUpdate, PowerStateSync
 CLOUD = "cloud"
 
 class CloudManager:
-    def __init__(self, config: Config, bus: Bus, engine: sa.Engine):
+    def __init__(self, config: Config, bus: Bus, engine: sa.Engine,
+                 images: ImageStoreClient | None = None):
+        """``images``: the image store's client; by default built from ``[image_store]``
+        (the all-in-one passes its own, as its store listens on a port chosen at start)."""
         self.config, self.bus, self.engine = config, bus, engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
-        self.ctx = CloudContext(config, self.sessions, bus)
+        if images is None:
+            assert config.image_store.url is not None and config.image_store.token is not None
+            images = ImageStoreClient(config.image_store.url, config.image_store.token)
+        self.ctx = CloudContext(config, self.sessions, bus, images)
         self._keys = SqlStore(engine, ProcessedMessage.__table__)
         self._periodic: list[Periodic] = []
 
@@ -67,3 +74,4 @@ class CloudManager:
     def stop(self) -> None:
         for job in self._periodic:
             job.stop()
+        self.ctx.images.close()

@@ -1,4 +1,7 @@
-"""The Cloud Manager's API database: projects, flavors, image records, instances.
+"""The Cloud Manager's API database: projects, flavors, instances.
+
+Image records are not here: the image store owns them (its own catalog, like
+Glance's), and the API asks it for them.
 
 An instance row carries a copy of its flavor (as Nova embeds it), so a flavor can be
 deleted while servers built from it live on. ``task_id`` names the task in flight;
@@ -37,21 +40,6 @@ class Flavor(Base):
     disk_gb: Mapped[int]
     is_public: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class Image(Base):
-    __tablename__ = "images"
-
-    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(255), index=True)
-    project_id: Mapped[str | None] = mapped_column(sa.ForeignKey("projects.id"))
-    visibility: Mapped[str] = mapped_column(sa.String(16), default="public")
-    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
-    disk_format: Mapped[str] = mapped_column(sa.String(16))
-    size: Mapped[int | None]
-    sha256: Mapped[str | None] = mapped_column(sa.String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Instance(Base):

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from cloud_manager.auth import Principal
-from cloud_manager.db.models import Flavor, Group, Image, Instance
+from cloud_manager.db.models import Flavor, Group, Instance
 from message_bus.lifecycle import status
 from message_bus.messages import HostView
 
@@ -48,11 +48,20 @@ def flavor(f: Flavor) -> dict[str, Any]:
             "disk_gb": f.disk_gb, "is_public": f.is_public, "created_at": iso(f.created_at)}
 
 
-def image(i: Image) -> dict[str, Any]:
-    return {"id": i.id, "name": i.name, "status": i.status, "disk_format": i.disk_format,
-            "size": i.size, "sha256": i.sha256, "visibility": i.visibility,
-            "owner": i.project_id, "created_at": iso(i.created_at),
-            "updated_at": iso(i.updated_at)}
+IMAGE_FIELDS = ("id", "name", "status", "disk_format", "size", "checksum", "sha256",
+                "visibility", "owner", "kernel_id", "ramdisk_id", "min_disk", "min_ram",
+                "properties", "created_at", "updated_at")
+
+
+def image(record: dict[str, Any]) -> dict[str, Any]:
+    """An image store record as tenants see it: the store's internals (chunk counts,
+    stored sizes) stay with the admin's ``/v1/images/stats``."""
+    view = {key: record.get(key) for key in IMAGE_FIELDS}
+    if view["properties"] is None:
+        view["properties"] = {}
+    if record.get("corrupt_chunks"):
+        view["corrupt_chunks"] = record["corrupt_chunks"]
+    return view
 
 
 def host(h: HostView) -> dict[str, Any]:
