@@ -32,6 +32,7 @@ from message_bus.messages import (
     InstanceEvent,
     ListHosts,
     PowerStateSync,
+    SnapshotInstance,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class GroupManager:
             {
                 BuildInstance: lambda m: build.build(ctx, m),
                 InstanceAction: lambda m: operations.act(ctx, m),
+                SnapshotInstance: lambda m: operations.snapshot(ctx, m),
                 DeleteInstance: lambda m: operations.delete(ctx, m),
                 DescribeInstance: lambda m: operations.describe(ctx, m),
                 InstanceEvent: lambda m: events.on_instance_event(ctx, m),

@@ -1,4 +1,4 @@
-"""Power actions, deletes and reconciliation questions about placed instances.
+"""Power actions, snapshots, deletes and reconciliation questions about placed instances.
 
 The group knows where each instance runs from its claim; these workflows forward
 the work to that host, or answer for an instance that never got one.
@@ -23,6 +23,8 @@ from message_bus.messages import (
     InstanceObservation,
     InstanceUpdate,
     PowerAction,
+    SnapshotDisk,
+    SnapshotInstance,
 )
 
 log = logging.getLogger(__name__)
@@ -33,16 +35,31 @@ def _claim(ctx: GroupContext, instance_id: str) -> Claim | None:
         return session.get(Claim, instance_id)
 
 
-def act(ctx: GroupContext, msg: InstanceAction) -> None:
-    claim = _claim(ctx, msg.instance_id)
+def _placed_host(ctx: GroupContext, instance_id: str, task_id: str) -> str | None:
+    """The host an instance runs on; None (and the task failed) if it has none here."""
+    claim = _claim(ctx, instance_id)
     if claim is None or claim.state != "active":
-        ctx.to_cloud(InstanceUpdate(instance_id=msg.instance_id, task_id=msg.task_id,
+        ctx.to_cloud(InstanceUpdate(instance_id=instance_id, task_id=task_id,
                                     event=Event.ACTION_FAILED, group=ctx.name,
                                     reason=f"the instance has no host in group '{ctx.name}'"))
-        return
+        return None
     assert claim.host is not None
-    ctx.to_host(claim.host, PowerAction(instance_id=msg.instance_id, action=msg.action,
-                                        task_id=msg.task_id))
+    return claim.host
+
+
+def act(ctx: GroupContext, msg: InstanceAction) -> None:
+    host = _placed_host(ctx, msg.instance_id, msg.task_id)
+    if host is not None:
+        ctx.to_host(host, PowerAction(instance_id=msg.instance_id, action=msg.action,
+                                      task_id=msg.task_id))
+
+
+def snapshot(ctx: GroupContext, msg: SnapshotInstance) -> None:
+    """The disk lives on the instance's host: that host exports and uploads it."""
+    host = _placed_host(ctx, msg.instance_id, msg.task_id)
+    if host is not None:
+        ctx.to_host(host, SnapshotDisk(instance_id=msg.instance_id, task_id=msg.task_id,
+                                       image_id=msg.image_id))
 
 
 def delete(ctx: GroupContext, msg: DeleteInstance) -> None:

@@ -1,10 +1,12 @@
-"""What every Instance Manager workflow needs: its host's driver, bus and image cache."""
+"""What every Instance Manager workflow needs: its host's driver, bus, image cache and
+image store."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+from image_store.client import ImageStoreClient
 from instance_manager.driver.base import HypervisorDriver
 from instance_manager.image_cache import ImageCache
 from ironbark.config import HostOptions
@@ -15,10 +17,15 @@ from message_bus.messages import InstanceEvent
 
 @dataclass
 class HostContext:
+    """``store`` is the image store's client for what the host uploads (snapshots):
+    the one the cache fetches with. None: this host cannot upload (a snapshot fails
+    with that reason)."""
+
     options: HostOptions
     driver: HypervisorDriver
     bus: Bus
     images: ImageCache
+    store: ImageStoreClient | None = None
 
     @property
     def name(self) -> str:

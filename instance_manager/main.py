@@ -21,9 +21,10 @@ def build(cfg: Config, bus: Bus) -> InstanceManager:
     """An Instance Manager for the host ``cfg.host`` describes, on ``bus``."""
     assert cfg.host.state_dir is not None and cfg.image_store.url is not None
     assert cfg.image_store.token is not None
-    images = ImageCache(cfg.host.state_dir / "images",
-                        ImageStoreClient(cfg.image_store.url, cfg.image_store.token))
-    return InstanceManager(HostContext(cfg.host, from_options(cfg.host), bus, images))
+    store = ImageStoreClient(cfg.image_store.url, cfg.image_store.token)
+    images = ImageCache.for_host(cfg.host, store)
+    return InstanceManager(HostContext(cfg.host, from_options(cfg.host), bus, images,
+                                       store=store))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from instance_manager import power, spawn
+from instance_manager import power, snapshot, spawn
 from instance_manager.context import HostContext
 from instance_manager.reporter import Reporter
 from ironbark.periodic import Periodic
 from message_bus.envelope import Message
 from message_bus.idempotency import FileStore
-from message_bus.messages import DescribeDomain, Destroy, PowerAction, Spawn
+from message_bus.messages import DescribeDomain, Destroy, PowerAction, SnapshotDisk, Spawn
 
 M = TypeVar("M", bound=Message)
 
@@ -36,6 +36,7 @@ class InstanceManager:
             {
                 Spawn: self._changing(lambda m: spawn.spawn(ctx, m)),
                 PowerAction: self._changing(lambda m: power.act(ctx, m)),
+                SnapshotDisk: self._changing(lambda m: snapshot.snapshot(ctx, m)),
                 Destroy: self._changing(lambda m: power.destroy(ctx, m)),
                 DescribeDomain: lambda m: power.describe(ctx, m),
             },

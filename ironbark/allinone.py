@@ -23,8 +23,8 @@ from cloud_manager.auth import ADMIN_PROJECT, project_id
 from cloud_manager.manager import CloudManager
 from group_manager.manager import GroupManager
 from image_store.client import ImageStoreClient
+from image_store.factory import open_store
 from image_store.service import create_app as image_store_app
-from image_store.store import ImageStore
 from instance_manager.context import HostContext
 from instance_manager.driver.libvirt import from_options
 from instance_manager.image_cache import ImageCache
@@ -56,12 +56,16 @@ class AllInOne:
         cfg = self.config
         assert cfg.image_store.data_dir is not None and cfg.image_store.token is not None
         assert cfg.database.url is not None and cfg.group.database_url is not None
-        store_server = ThreadedServer(image_store_app(ImageStore(cfg.image_store.data_dir),
+        store_server = ThreadedServer(image_store_app(open_store(cfg.image_store),
                                                       cfg.image_store.token),
                                       cfg.image_store.host, cfg.image_store.port).start()
         self._servers.append(store_server)
 
-        self.cloud = CloudManager(cfg, self.bus, create_engine(cfg.database.url))
+        # The store's port is known only once it listens (port 0 in tests), so the
+        # Cloud Manager gets its client here rather than from image_store.url.
+        self.cloud = CloudManager(cfg, self.bus, create_engine(cfg.database.url),
+                                  images=ImageStoreClient(store_server.url,
+                                                          cfg.image_store.token))
         self.cloud.migrate()
         self.cloud.register()
         self.group = GroupManager(cfg.group, self.bus, create_engine(cfg.group.database_url),
@@ -94,9 +98,10 @@ class AllInOne:
             "state_dir": state_dir, "hypervisor_uri": f"test://{state_dir / 'host.xml'}",
         })
         assert cfg.image_store.token is not None
-        cache = ImageCache(state_dir / "images", ImageStoreClient(store_url,
-                                                                  cfg.image_store.token))
-        return InstanceManager(HostContext(options, from_options(options), self.bus, cache))
+        store = ImageStoreClient(store_url, cfg.image_store.token)
+        cache = ImageCache.for_host(options, store)
+        return InstanceManager(HostContext(options, from_options(options), self.bus, cache,
+                                           store=store))
 
     def _seed(self, store_url: str) -> None:
         assert self.config.image_store.token is not None

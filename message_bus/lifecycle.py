@@ -37,6 +37,7 @@ class TaskState(StrEnum):
     UNPAUSING = "unpausing"
     SUSPENDING = "suspending"
     RESUMING = "resuming"
+    IMAGE_UPLOADING = "image_uploading"
     DELETING = "deleting"
 
 
@@ -63,6 +64,7 @@ class Action(StrEnum):
     UNPAUSE = "unpause"
     SUSPEND = "suspend"
     RESUME = "resume"
+    SNAPSHOT = "snapshot"  # copy the instance's disk into a new image
     DELETE = "delete"
 
 
@@ -72,8 +74,8 @@ class Event(StrEnum):
     SCHEDULED = "scheduled"  # a host was claimed for a build
     SPAWNED = "spawned"  # the guest is running
     BUILD_FAILED = "build_failed"  # no valid host, or the spawn failed
-    ACTION_DONE = "action_done"  # a power action finished
-    ACTION_FAILED = "action_failed"  # a power action failed; the instance keeps its state
+    ACTION_DONE = "action_done"  # a power action or a snapshot finished
+    ACTION_FAILED = "action_failed"  # it failed; the instance keeps its state
     DESTROYED = "destroyed"  # the guest and its claim are gone
 
 
@@ -91,19 +93,29 @@ class Task:
 
     ``done_when`` is the power state a host reports once the task has succeeded;
     the reconciler uses it to finish a task whose completion event was lost.
+
+    A task that works *on* the instance without moving it (a snapshot) has no
+    ``target`` (the instance keeps its vm_state, see ``lands_in``) and no
+    ``done_when``: the guest's power state cannot tell whether it finished, so an
+    overdue one is never taken for done.
     """
 
     action: Action
     task_state: TaskState
     allowed_from: frozenset[VmState]
-    target: VmState
-    done_when: PowerState
+    target: VmState | None  # None: the instance keeps the vm_state it had
+    done_when: PowerState | None  # None: no power state shows that it succeeded
     deadline: float  # seconds, overridable per task in configuration
     needs_host: bool = True
+
+    def lands_in(self, vm_state: VmState) -> VmState:
+        """Where an instance resting in ``vm_state`` goes when this task succeeds."""
+        return self.target if self.target is not None else vm_state
 
 
 # The whole table of user actions. Nothing else in Ironbark decides what is legal.
 # Columns: action, task in flight, allowed from, lands in, done when the host reports, deadline (s).
+# None in "lands in" and "done when": the task leaves the instance where it rests.
 TASKS: tuple[Task, ...] = (
     Task(Action.CREATE, _T.SCHEDULING, _from(), _V.ACTIVE, _P.RUNNING, 60.0, needs_host=False),
     Task(Action.START, _T.POWERING_ON, _from(_V.STOPPED), _V.ACTIVE, _P.RUNNING, 120.0),
@@ -117,6 +129,8 @@ TASKS: tuple[Task, ...] = (
     Task(Action.SUSPEND, _T.SUSPENDING, _from(_V.ACTIVE, _V.PAUSED), _V.SUSPENDED,
          _P.SUSPENDED, 300.0),
     Task(Action.RESUME, _T.RESUMING, _from(_V.SUSPENDED), _V.ACTIVE, _P.RUNNING, 300.0),
+    Task(Action.SNAPSHOT, _T.IMAGE_UPLOADING,
+         _from(_V.ACTIVE, _V.STOPPED, _V.PAUSED, _V.SUSPENDED), None, None, 3600.0),
     Task(Action.DELETE, _T.DELETING, _ANY_LIVE, _V.DELETED, _P.MISSING, 300.0, needs_host=False),
 )
 
@@ -229,7 +243,7 @@ def apply_event(
     if current in (TaskState.SCHEDULING, TaskState.SPAWNING, TaskState.DELETING):
         raise InvalidAction(Action.CREATE, vm_state, current, f"{event} does not end {current}")
     if event is Event.ACTION_DONE:
-        return TASK_BY_STATE[current].target, None
+        return TASK_BY_STATE[current].lands_in(vm_state), None
     if event is Event.ACTION_FAILED:
         return vm_state, None
     raise InvalidAction(Action.CREATE, vm_state, current, f"{event} does not end {current}")
@@ -270,12 +284,15 @@ def reconcile(
         return Outcome(VmState.DELETED, note)
     if observed is None:
         where = f"host {host}" if host else "no host was chosen"
-        return Outcome(VmState.ERROR, f"{took}; {where}: {host_note or 'no report'}")
+        fault = f"{took}; {where}: {host_note or 'no report'}"
+        # A task that never moves the instance (a snapshot) left it where it rested;
+        # whatever the host reports later is applied by the power-state sync.
+        return Outcome(VmState.ERROR if task.target is not None else vm_state, fault)
     observed = PowerState(observed)
     if observed is PowerState.MISSING:
         return Outcome(VmState.ERROR, f"{took}; host {host} has no domain for this instance")
     settled = vm_state_for_power(observed)
     assert settled is not None
     if observed is task.done_when:
-        return Outcome(task.target, None)
+        return Outcome(task.lands_in(vm_state), None)
     return Outcome(settled, f"{took}; host {host} reports the guest {observed.value}")

@@ -2,10 +2,10 @@
 
 Read top to bottom, this file is the protocol:
 
-* Cloud Manager -> Group Manager (``group.<name>``): build, act on, delete an
-  instance; list hosts; describe an instance for reconciliation.
-* Group Manager -> Instance Manager (``host.<name>``): spawn, power action, destroy;
-  describe a domain.
+* Cloud Manager -> Group Manager (``group.<name>``): build, act on, snapshot, delete
+  an instance; list hosts; describe an instance for reconciliation.
+* Group Manager -> Instance Manager (``host.<name>``): spawn, power action, snapshot
+  a disk, destroy; describe a domain.
 * Instance Manager -> Group Manager: host reports (capacity, heartbeat, every
   domain's power state) and instance events (a task finished or failed).
 * Group Manager -> Cloud Manager (``cloud``): instance updates, power-state changes,
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from message_bus.envelope import Kind, Message
 from message_bus.lifecycle import Action, Event, PowerState
@@ -38,7 +38,12 @@ def _power_only(value: Action) -> Action:
     return value
 
 
-PowerActionName = Annotated[Action, AfterValidator(_power_only)]
+# The schema lists the power actions only, so that a new non-power action (a snapshot,
+# a migration) does not change the messages that carry one.
+PowerActionName = Annotated[
+    Action, AfterValidator(_power_only),
+    WithJsonSchema({"type": "string", "enum": sorted(a.value for a in POWER_ACTIONS)}),
+]
 
 
 class _Part(BaseModel):
@@ -121,14 +126,32 @@ class BuildInstance(_InstanceMessage):
 
 
 class InstanceAction(_InstanceMessage):
-    """Run a power action on an instance the group placed."""
+    """Run a power action on an instance the group placed.
+
+    1.1: the schema of ``action`` lists the power actions only (the body is unchanged).
+    """
 
     NAME: ClassVar[str] = "instance_action"
+    VERSION: ClassVar[tuple[int, int]] = (1, 1)
     action: PowerActionName
     task_id: str
 
     def idempotency_key(self) -> str:
         return f"action:{self.task_id}"
+
+
+class SnapshotInstance(_InstanceMessage):
+    """Copy an instance's disk into ``image_id``, a queued image of the image store.
+
+    The host reports the end with ``instance_event`` (action_done / action_failed).
+    """
+
+    NAME: ClassVar[str] = "snapshot_instance"
+    task_id: str
+    image_id: str
+
+    def idempotency_key(self) -> str:
+        return f"snapshot:{self.task_id}"
 
 
 class DeleteInstance(_InstanceMessage):
@@ -186,12 +209,29 @@ class Spawn(_InstanceMessage):
 
 
 class PowerAction(_InstanceMessage):
+    """Run a power action on the instance's guest.
+
+    1.1: the schema of ``action`` lists the power actions only (the body is unchanged).
+    """
+
     NAME: ClassVar[str] = "power_action"
+    VERSION: ClassVar[tuple[int, int]] = (1, 1)
     action: PowerActionName
     task_id: str
 
     def idempotency_key(self) -> str:
         return f"power:{self.task_id}"
+
+
+class SnapshotDisk(_InstanceMessage):
+    """Export the instance's disk and upload the chunks the image store lacks."""
+
+    NAME: ClassVar[str] = "snapshot_disk"
+    task_id: str
+    image_id: str
+
+    def idempotency_key(self) -> str:
+        return f"snapshot-disk:{self.task_id}"
 
 
 class Destroy(_InstanceMessage):

@@ -14,12 +14,22 @@ import sqlalchemy as sa
 
 from cloud_manager.context import CloudContext
 from cloud_manager.db.models import Instance
+from cloud_manager.services import snapshots
 from cloud_manager.services.notify import state_changed
 from cloud_manager.services.servers import group_target
 from ironbark.db import utcnow
 from message_bus import context
 from message_bus.errors import BusError
-from message_bus.lifecycle import PowerState, TaskState, VmState, reconcile, status
+from message_bus.lifecycle import (
+    Event,
+    Outcome,
+    PowerState,
+    TaskState,
+    VmState,
+    apply_event,
+    reconcile,
+    status,
+)
 from message_bus.messages import DescribeInstance, InstanceObservation
 
 log = logging.getLogger(__name__)
@@ -61,6 +71,9 @@ def settle(ctx: CloudContext, instance_id: str) -> bool:
             note = f"group '{group}' did not answer ({exc})"
     deadline = ctx.deadline_seconds(TaskState(task_state))
     outcome = reconcile(vm_state, task_state, observed, deadline, host, note)
+    snapshot = snapshots.is_snapshot_task(task_state)
+    if snapshot:
+        outcome = _overdue_snapshot(ctx, task_id, vm_state, task_state, outcome)
     with ctx.sessions.begin() as session:
         instance = session.get(Instance, instance_id, with_for_update=True)
         if instance is None or instance.task_id != task_id:
@@ -78,4 +91,16 @@ def settle(ctx: CloudContext, instance_id: str) -> bool:
                 status(instance.vm_state, None),
                 f" ({outcome.fault})" if outcome.fault else "")
     state_changed(ctx, instance)
+    if snapshot and outcome.fault is not None:
+        snapshots.discard_image(ctx, task_id, "the snapshot did not finish in time")
     return True
+
+
+def _overdue_snapshot(ctx: CloudContext, image_id: str, vm_state: str, task_state: str,
+                      outcome: Outcome) -> Outcome:
+    """No power state shows that a snapshot finished, but its image does: an active
+    image means only the host's report was lost. Otherwise the image is deleted (once
+    the task is settled) and the fault says so."""
+    if snapshots.image_is_active(ctx, image_id):
+        return Outcome(apply_event(Event.ACTION_DONE, vm_state, task_state)[0], None)
+    return Outcome(outcome.vm_state, f"{outcome.fault}; its image {image_id} is deleted")

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloud_manager.auth import Principal
 from cloud_manager.context import CloudContext
-from cloud_manager.db.models import Instance
+from cloud_manager.db.models import Flavor, Instance
 from cloud_manager.errors import BadInput, Conflict, NotFound, Unavailable
-from cloud_manager.services import flavors, groups, images
+from cloud_manager.services import flavors, groups, images, snapshots
 from cloud_manager.services.notify import state_changed
 from ironbark.db import utcnow
 from message_bus import context
@@ -82,21 +83,22 @@ def listing(session: Session, principal: Principal, *, all_projects: bool = Fals
 def create(ctx: CloudContext, principal: Principal, *, name: str, flavor_ref: str,
            image_ref: str, group: str | None) -> Instance:
     now = utcnow()
+    with ctx.sessions() as session:
+        if flavors.find(session, principal, flavor_ref) is None:
+            raise BadInput(f"no flavor with id or name '{flavor_ref}'", field="flavor")
+    # The image store owns image records: ask it (over HTTP) outside any transaction.
+    image = images.bootable(ctx, principal, image_ref)
     with ctx.sessions.begin() as session:
         flavor = flavors.find(session, principal, flavor_ref)
         if flavor is None:
             raise BadInput(f"no flavor with id or name '{flavor_ref}'", field="flavor")
-        image = images.find(session, principal, image_ref)
-        if image is None:
-            raise BadInput(f"no image with id or name '{image_ref}'", field="image")
-        if image.status != "active" or image.sha256 is None or image.size is None:
-            raise BadInput(f"image '{image.name}' is {image.status}, not active", field="image")
+        _check_fits(flavor, image)
         chosen = groups.choose(session, group, flavor, ctx.config.cloud.group_stale_after)
         instance = Instance(
             id=str(uuid.uuid4()), project_id=principal.project_id, name=name,
             flavor_id=flavor.id, flavor_name=flavor.name, vcpus=flavor.vcpus,
-            memory_mb=flavor.memory_mb, disk_gb=flavor.disk_gb, image_id=image.id,
-            image_name=image.name, vm_state=VmState.BUILDING.value,
+            memory_mb=flavor.memory_mb, disk_gb=flavor.disk_gb, image_id=image["id"],
+            image_name=image["name"], vm_state=VmState.BUILDING.value,
             task_state=TaskState.SCHEDULING.value, task_id=str(uuid.uuid4()),
             task_deadline=ctx.deadline(TaskState.SCHEDULING, now), group_name=chosen,
             request_id=context.current_request_id(), created_at=now,
@@ -113,8 +115,9 @@ def create(ctx: CloudContext, principal: Principal, *, name: str, flavor_ref: st
             instance_id=instance.id, project_id=principal.project_id, name=name,
             flavor=FlavorSpec(name=flavor.name, vcpus=flavor.vcpus, memory_mb=flavor.memory_mb,
                               disk_gb=flavor.disk_gb),
-            image=ImageRef(id=image.id, name=image.name, disk_format=image.disk_format,
-                           size=image.size, sha256=image.sha256),
+            image=ImageRef(id=image["id"], name=image["name"],
+                           disk_format=image["disk_format"], size=image["size"],
+                           sha256=image["sha256"]),
             task_id=instance.task_id or "",
         )
     if chosen is not None:
@@ -130,6 +133,17 @@ def create(ctx: CloudContext, principal: Principal, *, name: str, flavor_ref: st
         log.warning("server %s: %s", instance.id, instance.fault)
     state_changed(ctx, instance)
     return instance
+
+
+def _check_fits(flavor: Flavor, image: dict[str, Any]) -> None:
+    """The image's minimums, as Nova checks them (a 0 GB root disk takes the image's size)."""
+    min_ram, min_disk = image.get("min_ram") or 0, image.get("min_disk") or 0
+    if flavor.memory_mb < min_ram:
+        raise BadInput(f"flavor '{flavor.name}' has {flavor.memory_mb} MiB of memory; image "
+                       f"'{image['name']}' needs at least {min_ram} MiB", field="flavor")
+    if flavor.disk_gb and flavor.disk_gb < min_disk:
+        raise BadInput(f"flavor '{flavor.name}' has a {flavor.disk_gb} GB disk; image "
+                       f"'{image['name']}' needs at least {min_disk} GB", field="flavor")
 
 
 def act(ctx: CloudContext, principal: Principal, server_id: str, action: Action) -> Instance:
@@ -175,6 +189,13 @@ def delete(ctx: CloudContext, principal: Principal, server_id: str) -> Instance:
             message = DeleteInstance(instance_id=instance.id, task_id=instance.task_id)
     if group is not None:
         _send_or_undo(ctx, group, message, instance.id, previous)
+    if snapshots.is_snapshot_task(previous[0]) and previous[1] is not None:
+        # A delete overrides a snapshot in flight (the image id is its task id): an
+        # image the host never finished would stay queued or saving for ever.
+        image_id = str(previous[1])
+        if not snapshots.image_is_active(ctx, image_id):
+            snapshots.discard_image(ctx, image_id, f"server {instance.id} was deleted "
+                                    "during its snapshot")
     state_changed(ctx, instance)
     return instance
 

@@ -12,7 +12,7 @@ import logging
 
 from cloud_manager.context import CloudContext
 from cloud_manager.db.models import Instance
-from cloud_manager.services import groups
+from cloud_manager.services import groups, snapshots
 from cloud_manager.services.notify import state_changed
 from ironbark.db import utcnow
 from message_bus.lifecycle import (
@@ -50,6 +50,8 @@ def apply_update(ctx: CloudContext, msg: InstanceUpdate) -> None:
         except InvalidAction as exc:
             log.warning("%s dropped: %s", msg.event.value, exc)
             return
+        failed_snapshot = (snapshots.is_snapshot_task(instance.task_state)
+                           and msg.event is Event.ACTION_FAILED)
         if msg.host is not None:
             instance.host = msg.host
         if msg.power_state is not None:
@@ -72,6 +74,8 @@ def apply_update(ctx: CloudContext, msg: InstanceUpdate) -> None:
             instance.task_id = instance.task_deadline = None
         log.info("%s: now %s", msg.event.value, status(instance.vm_state, instance.task_state))
     state_changed(ctx, instance)
+    if failed_snapshot:
+        snapshots.discard_image(ctx, msg.task_id, f"the snapshot failed: {msg.reason}")
 
 
 def apply_power_sync(ctx: CloudContext, msg: PowerStateSync) -> None:

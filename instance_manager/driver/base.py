@@ -111,5 +111,16 @@ class HypervisorDriver(abc.ABC):
     @abc.abstractmethod
     def resume(self, instance_id: str) -> None: ...
 
+    @abc.abstractmethod
+    def export_disk(self, instance_id: str, dest: Path) -> None:
+        """Write a consistent raw image of the instance's disk to ``dest`` (sparse).
+
+        Consistent: the bytes are the disk at one instant, never a mix of before and
+        after a guest write. A hypervisor that cannot copy a running guest's disk live
+        pauses the guest for the copy and puts it back as it was afterwards, whatever
+        happens. ``dest`` is overwritten; on failure it may be left half written (the
+        caller removes it). Raises InstanceNotFound, or DriverError naming the cause.
+        """
+
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release the hypervisor connection."""

@@ -8,9 +8,14 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import re
 import uuid
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import quote
 
 import requests
@@ -23,6 +28,9 @@ _UUID_RE = re.compile(
     r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.IGNORECASE
 )
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\"()]+)")
+
+TRANSFER_SIZE = 1024 * 1024  # one read of an image upload or download
+TRANSFER_TIMEOUT = 300.0  # seconds one read of image bytes may take (the store hashes)
 
 
 class ApiError(Exception):
@@ -85,6 +93,31 @@ def _network_reason(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS handshake failed"
     return type(exc).__name__
+
+
+class _Upload:
+    """A file's bytes as 1 MiB pieces, with a length (so requests sends Content-Length)."""
+
+    def __init__(self, source: BinaryIO, size: int,
+                 progress: Callable[[int], None] | None) -> None:
+        self._source, self._size, self._progress = source, size, progress
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[bytes]:
+        left = self._size
+        while left > 0:
+            piece = self._source.read(min(TRANSFER_SIZE, left))
+            if not piece:
+                # Sending less than the Content-Length would leave the server waiting:
+                # stop instead (the connection closes and the upload is refused).
+                raise ApiError(0, f"the file shrank while it was being uploaded "
+                                  f"({self._size - left} of {self._size} bytes sent)")
+            left -= len(piece)
+            yield piece
+            if self._progress is not None:
+                self._progress(len(piece))
 
 
 class HostListing(NamedTuple):
@@ -210,6 +243,18 @@ class ApiClient:
             "POST", f"/servers/{self._ref(server_id)}/action", "server", json=body
         )
 
+    def create_server_image(
+        self, server_id: str, name: str, properties: dict[str, str] | None = None
+    ) -> JsonObject:
+        """Snapshot a server's disk into a new image (``queued`` until it is uploaded)."""
+        request: JsonObject = {"name": name}
+        if properties:
+            request["properties"] = properties
+        return self._get_key(
+            "POST", f"/servers/{self._ref(server_id)}/action", "image",
+            json={"create_image": request},
+        )
+
     def find_server(self, ref: str, all_projects: bool = False) -> JsonObject:
         """The one server that ``ref`` (an id or an exact name) designates.
 
@@ -261,11 +306,135 @@ class ApiClient:
 
     # -- images ---------------------------------------------------------------------
 
-    def list_images(self) -> list[JsonObject]:
-        return self._get_key("GET", "/images", "images")
+    def list_images(
+        self, name: str | None = None, status: str | None = None, visibility: str | None = None
+    ) -> list[JsonObject]:
+        params = {k: v for k, v in (("name", name), ("status", status),
+                                    ("visibility", visibility)) if v is not None}
+        return self._get_key("GET", "/images", "images", params=params)
 
     def get_image(self, ref: str) -> JsonObject:
         return self._get_key("GET", f"/images/{self._ref(ref)}", "image")
+
+    def create_image(
+        self,
+        name: str,
+        disk_format: str,
+        visibility: str | None = None,
+        properties: dict[str, str] | None = None,
+        kernel_id: str | None = None,
+        ramdisk_id: str | None = None,
+        min_disk: int | None = None,
+        min_ram: int | None = None,
+    ) -> JsonObject:
+        """Register an image (``queued``); its bytes come with :meth:`upload_image`."""
+        body: JsonObject = {"name": name, "disk_format": disk_format}
+        optional = {"visibility": visibility, "properties": properties, "kernel_id": kernel_id,
+                    "ramdisk_id": ramdisk_id, "min_disk": min_disk, "min_ram": min_ram}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return self._get_key("POST", "/images", "image", json=body)
+
+    def update_image(self, ref: str, changes: JsonObject) -> JsonObject:
+        return self._get_key("PATCH", f"/images/{self._ref(ref)}", "image", json=changes)
+
+    def delete_image(self, ref: str) -> None:
+        self.request("DELETE", f"/images/{self._ref(ref)}")
+
+    def image_stats(self) -> JsonObject:
+        return self._get_key("GET", "/images/stats", "stats")
+
+    def upload_image(
+        self, image_id: str, source: BinaryIO, size: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> JsonObject:
+        """Stream ``size`` bytes of ``source`` as the image's data (1 MiB at a time).
+
+        Sent with a Content-Length, so the API can tell a complete upload from a cut
+        one; ``progress(n)`` is called after each piece with its length.
+        """
+        response = self._transfer("PUT", f"/images/{self._ref(image_id)}/file",
+                                  data=_Upload(source, size, progress),
+                                  headers={"Content-Type": "application/octet-stream"})
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ApiError(response.status_code, "unexpected non-JSON answer to an upload") \
+                from exc
+        if not isinstance(body, dict) or "image" not in body:
+            raise ApiError(0, "unexpected answer to an upload: no 'image' in it")
+        return body["image"]
+
+    def download_image(
+        self, ref: str, dest: Path, progress: Callable[[int], None] | None = None,
+    ) -> JsonObject:
+        """Stream an image to ``dest``, verified against its sha256; returns the image.
+
+        The bytes land in ``dest.part`` and are renamed to ``dest`` only once their
+        sha256 matches the image's: a cut or damaged download never appears under the
+        final name. A download the store cut short (a corrupt chunk) is reported with
+        the chunk, which the store then lists in the image's ``corrupt_chunks``.
+        """
+        image = self.get_image(ref)
+        dest = Path(dest)
+        part = dest.with_name(dest.name + ".part")
+        digest = hashlib.sha256()
+        try:
+            response = self._transfer("GET", f"/images/{self._ref(image['id'])}/file",
+                                      stream=True)
+            with response, part.open("wb") as f:
+                try:
+                    for piece in response.iter_content(TRANSFER_SIZE):
+                        f.write(piece)
+                        digest.update(piece)
+                        if progress is not None:
+                            progress(len(piece))
+                except requests.RequestException as exc:
+                    raise self._cut(image, exc) from exc
+                f.flush()
+                os.fsync(f.fileno())
+            actual = digest.hexdigest()
+            if image.get("sha256") and actual != image["sha256"]:
+                raise ApiError(0, f"image {image['id']} downloaded with sha256 {actual}, "
+                                  f"expected {image['sha256']}; nothing was kept")
+            os.replace(part, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+            raise
+        return image
+
+    def _cut(self, image: JsonObject, exc: Exception) -> ApiError:
+        """Why a download stopped short: the corrupt chunks if the image now lists any."""
+        with contextlib.suppress(ApiError):
+            chunks = self.get_image(image["id"]).get("corrupt_chunks") or []
+            if chunks:
+                names = ", ".join(str(c.get("address") if isinstance(c, dict) else c)
+                                  for c in chunks)
+                return ApiError(500, f"image {image['id']}: chunk {names} is corrupt; "
+                                     "the download was stopped and nothing was kept")
+        return ApiError(0, f"the download of image {image['id']} was cut short "
+                           f"({_network_reason(exc)}); nothing was kept")
+
+    def _transfer(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A request carrying or returning image bytes; errors as :meth:`request` makes them.
+
+        The read timeout applies to each read, not to the whole transfer.
+        """
+        request_id = f"req-{uuid.uuid4()}"
+        headers = {"X-Openstack-Request-Id": request_id, **kwargs.pop("headers", {})}
+        try:
+            response = self.session.request(method, f"{self.url}/v1{path}", headers=headers,
+                                            timeout=(self.timeout, TRANSFER_TIMEOUT), **kwargs)
+        except requests.RequestException as exc:
+            raise ApiError(0, f"cannot reach the Ironbark API at {self.url}: "
+                              f"{_network_reason(exc)} (is `ironbark up` running?)",
+                           request_id=request_id) from exc
+        if response.status_code >= 400:
+            try:
+                raise ApiError.from_response(response)
+            finally:
+                response.close()
+        return response
 
     # -- hosts and groups -----------------------------------------------------------
 

@@ -15,7 +15,9 @@ import click
 
 from ironbark.cli.client import SERVER_ACTIONS, ApiClient, ApiError, is_uuid
 from ironbark.cli.context import get_client
+from ironbark.cli.images import IMAGE_ORDER
 from ironbark.cli.output import Column, field, format_option, print_error, print_list, print_show
+from ironbark.cli.snapshot_wait import wait_for_snapshot
 from ironbark.cli.wait import DEFAULT_TIMEOUT, WaitError, wait_for_delete, wait_for_server
 
 STATUSES = (
@@ -191,3 +193,58 @@ for _action in SERVER_ACTIONS:
 def reboot(server_ref: str, hard: bool, wait: bool, timeout: float, fmt: str) -> None:
     """Reboot a server (soft unless --hard)."""
     _act(server_ref, "reboot", wait, timeout, fmt, kind="hard" if hard else "soft")
+
+
+# -- snapshots ---------------------------------------------------------------------------
+
+
+def _properties(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    """``--property K=V`` (repeatable) as a dict; a later K wins."""
+    parsed: dict[str, str] = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--property")
+        parsed[key] = val
+    return parsed
+
+
+@server.group("image")
+def server_image() -> None:
+    """Make images of servers."""
+
+
+@server_image.command("create")
+@click.option(
+    "--property", "properties", multiple=True, callback=_properties, metavar="KEY=VALUE",
+    help="A property of the new image (repeatable).",
+)
+@click.option(
+    "--wait", is_flag=True,
+    help="Poll until the image is active; exit 1 if the snapshot fails.",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT,
+    show_default=True, metavar="SECONDS",
+    help="With --wait: give up (exit 1) after this many seconds.",
+)
+@format_option
+@click.argument("server_ref", metavar="SERVER")
+@click.argument("name")
+def image_create(
+    server_ref: str, name: str, properties: dict[str, str], wait: bool, timeout: float,
+    fmt: str,
+) -> None:
+    """Snapshot SERVER's disk into a new image called NAME.
+
+    Only the parts of the disk the image store lacks are uploaded. Prints the new
+    image (queued), or with --wait the image once it is active.
+    """
+    client = get_client()
+    server_id = _server_id(client, server_ref)
+    image = client.create_server_image(server_id, name, properties or None)
+    if wait:
+        image = wait_for_snapshot(client, image, server_id, timeout)
+    print_show(image, fmt, IMAGE_ORDER)

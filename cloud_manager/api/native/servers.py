@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 
 from cloud_manager.api.native import blueprint, views
 from cloud_manager.api.native.common import caller, cloud
@@ -13,8 +13,9 @@ from cloud_manager.api.schemas import (
     parse_bool,
     parse_query,
 )
+from cloud_manager.api.snapshot_schemas import CreateImageAction
 from cloud_manager.errors import BadInput, Forbidden
-from cloud_manager.services import servers
+from cloud_manager.services import servers, snapshots
 from message_bus.lifecycle import Action
 
 
@@ -58,6 +59,9 @@ def delete_server(server_id: str) -> tuple[Response, int]:
 
 @blueprint.post("/servers/<server_id>/action")
 def server_action(server_id: str) -> tuple[Response, int]:
+    data = request.get_json(silent=True)
+    if isinstance(data, dict) and "create_image" in data:
+        return _create_image(server_id)
     body = parse_body(ServerAction)
     if body.type is not None and body.action != "reboot":
         raise BadInput("field 'type': only a reboot has a type", field="type")
@@ -66,3 +70,13 @@ def server_action(server_id: str) -> tuple[Response, int]:
         action = Action.REBOOT_HARD
     instance = servers.act(cloud(), caller(), server_id, action)
     return jsonify({"server": views.server(instance, caller())}), 202
+
+
+def _create_image(server_id: str) -> tuple[Response, int]:
+    """Nova's createImage: 202 with the new image; ``Location`` names it too."""
+    body = parse_body(CreateImageAction).create_image
+    _, image = snapshots.create_image(cloud(), caller(), server_id, name=body.name,
+                                      properties=body.properties)
+    answer = jsonify({"image": views.image(image)})
+    answer.headers["Location"] = f"{request.host_url.rstrip('/')}/v1/images/{image['id']}"
+    return answer, 202

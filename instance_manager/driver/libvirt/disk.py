@@ -1,7 +1,8 @@
-"""Instance disks: a qcow2 overlay over the cached base image.
+"""Instance disks: a qcow2 overlay over the cached base image, and its raw export.
 
 Copy-on-write overlays make a spawn take milliseconds whatever the image size,
-and leave the cached base untouched so that many instances share it.
+and leave the cached base untouched so that many instances share it. A snapshot
+flattens overlay and base back into one raw image.
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ from instance_manager.driver.base import DriverError
 
 GIB = 1024**3
 _TIMEOUT = 120.0  # seconds; qemu-img only writes metadata here, so this is generous
+# A convert copies the whole disk; the Cloud Manager's deadline for the snapshot task
+# (an hour by default) is the real bound, this only stops a qemu-img that hangs.
+_CONVERT_TIMEOUT = 3600.0
 
 
-def _qemu_img(*args: str) -> str:
+def _qemu_img(*args: str, timeout: float = _TIMEOUT) -> str:
     """Run qemu-img; DriverError with its stderr when it fails."""
     cmd = ["qemu-img", *args]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT, check=False)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
         raise DriverError("qemu-img is not installed on this host") from None
     except subprocess.TimeoutExpired:
-        raise DriverError(f"qemu-img {args[0]} took longer than {_TIMEOUT:g} s") from None
+        raise DriverError(f"qemu-img {args[0]} took longer than {timeout:g} s") from None
     if done.returncode != 0:
         detail = done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}"
         raise DriverError(f"qemu-img {args[0]} failed: {detail}")
@@ -55,3 +59,15 @@ def create_overlay(base: Path, base_format: str, dest: Path, size_gb: int) -> No
         "create", "-q", "-f", "qcow2", "-F", base_format,
         "-b", str(base.resolve()), str(dest), size,
     )
+
+
+def export_raw(source: Path, source_format: str, dest: Path, force_share: bool) -> None:
+    """Write ``source`` (with its backing chain) to ``dest`` as one raw image.
+
+    qemu-img leaves runs of zeros as holes, so ``dest`` is sparse. ``force_share``
+    (``-U``) reads an image a guest holds open: qemu's lock would refuse otherwise,
+    and the caller has made the read safe by pausing the guest.
+    """
+    share = ["-U"] if force_share else []
+    _qemu_img("convert", "-q", *share, "-f", source_format, "-O", "raw",
+              str(source), str(dest), timeout=_CONVERT_TIMEOUT)

@@ -71,6 +71,18 @@ class InstanceMetadata:
         )
 
 
+def disk_source(xml: str) -> tuple[Path, str] | None:
+    """The file and format of a domain's first disk, read from its XML (the truth for
+    where the disk is), or None if it has no file-backed disk."""
+    for disk in ET.fromstring(xml).iterfind("devices/disk"):
+        source, driver = disk.find("source"), disk.find("driver")
+        if disk.get("device", "disk") != "disk" or source is None or not source.get("file"):
+            continue
+        fmt = driver.get("type", "raw") if driver is not None else "raw"
+        return Path(source.get("file", "")), fmt
+    return None
+
+
 def domain_name(instance_id: str) -> str:
     return f"{DOMAIN_NAME_PREFIX}{instance_id}"
 

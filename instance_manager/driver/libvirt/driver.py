@@ -32,7 +32,7 @@ from instance_manager.driver.base import (
     Inventory,
 )
 from instance_manager.driver.libvirt import disk
-from instance_manager.driver.libvirt.domain_xml import build_domain_xml, disk_path
+from instance_manager.driver.libvirt.domain_xml import build_domain_xml, disk_path, disk_source
 from instance_manager.driver.libvirt.guest import Guest
 from instance_manager.driver.libvirt.host import LibvirtHost, is_connection_error
 from instance_manager.driver.libvirt.simulated import DomainSnapshot, SimulatedHost
@@ -321,6 +321,32 @@ class LibvirtDriver(HypervisorDriver):
                 )
             guest.managed_save()
             self._persist()
+
+    # -- disks -----------------------------------------------------------------
+
+    def export_disk(self, instance_id: str, dest: Path) -> None:
+        """``qemu-img convert`` of the overlay (and its base) to raw.
+
+        qemu-img cannot copy a running guest's disk consistently, so a running guest
+        is paused for the copy and resumed after, whatever happens; a paused, shut off
+        or suspended guest writes nothing and stays as it is. The instance's lock is
+        held throughout, so a power action or destroy waits for the copy.
+        """
+        with self._locks.hold(instance_id), self._errors("export the disk of", instance_id):
+            guest = self._get(instance_id)
+            found = disk_source(guest.inactive_xml())
+            if found is None:
+                raise DriverError(f"cannot export the disk of instance {instance_id}: "
+                                  "its domain has no disk file")
+            source, fmt = found
+            paused_here = guest.power_state() is PowerState.RUNNING
+            if paused_here:
+                guest.suspend()
+            try:
+                disk.export_raw(source, fmt, dest, force_share=guest.is_active())
+            finally:
+                if paused_here:
+                    guest.resume()
 
     def close(self) -> None:
         self._host.close()

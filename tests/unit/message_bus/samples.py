@@ -8,6 +8,7 @@ from message_bus.lifecycle import Action, Event, PowerState
 
 INSTANCE = "3f0c2a1e-0000-4000-8000-000000000001"
 TASK = "7d1b9c2e-0000-4000-8000-000000000002"
+IMAGE_ID = "5e2a7f3c-0000-4000-8000-000000000003"
 
 FLAVOR = m.FlavorSpec(name="m1.small", vcpus=1, memory_mb=2048, disk_gb=20)
 IMAGE = m.ImageRef(id="img-1", name="cirros", disk_format="qcow2", size=16_338_944,
@@ -35,6 +36,7 @@ def samples() -> dict[str, Message]:
         m.BuildInstance(instance_id=INSTANCE, project_id="alpha", name="web1", flavor=FLAVOR,
                         image=IMAGE, task_id=TASK),
         m.InstanceAction(instance_id=INSTANCE, action=Action.STOP, task_id=TASK),
+        m.SnapshotInstance(instance_id=INSTANCE, task_id=TASK, image_id=IMAGE_ID),
         m.DeleteInstance(instance_id=INSTANCE, task_id=TASK),
         m.HostList(group="rack1", hosts=[HOST_VIEW]),
         m.ListHosts(),
@@ -42,6 +44,7 @@ def samples() -> dict[str, Message]:
         m.DescribeInstance(instance_id=INSTANCE),
         m.Spawn(instance_id=INSTANCE, name="web1", flavor=FLAVOR, image=IMAGE, task_id=TASK),
         m.PowerAction(instance_id=INSTANCE, action=Action.PAUSE, task_id=TASK),
+        m.SnapshotDisk(instance_id=INSTANCE, task_id=TASK, image_id=IMAGE_ID),
         m.Destroy(instance_id=INSTANCE, task_id=TASK),
         m.DomainReport(instance_id=INSTANCE, power_state=PowerState.RUNNING),
         m.DescribeDomain(instance_id=INSTANCE),
@@ -70,5 +73,5 @@ def samples() -> dict[str, Message]:
 # The casts that change something somewhere: a redelivery must be done once.
 MUTATING = {
     "build_instance", "instance_action", "delete_instance", "spawn", "power_action",
-    "destroy", "instance_event", "instance_update",
+    "destroy", "instance_event", "instance_update", "snapshot_instance", "snapshot_disk",
 }

@@ -282,7 +282,7 @@ def test_idempotency_keys_tell_logical_messages_apart() -> None:
 def test_ordering_keys() -> None:
     per_instance = {"build_instance", "instance_action", "delete_instance", "describe_instance",
                     "spawn", "power_action", "destroy", "describe_domain", "instance_event",
-                    "instance_update"}
+                    "instance_update", "snapshot_instance", "snapshot_disk"}
     for name in per_instance:
         assert SAMPLES[name].ordering_key() == INSTANCE, name
     assert SAMPLES["host_report"].ordering_key() == "host:hv1"
@@ -296,8 +296,15 @@ def test_ordering_keys() -> None:
 POWER = sorted(m.POWER_ACTIONS)
 
 
-def test_power_actions_are_every_action_but_create_and_delete() -> None:
-    assert set(Action) - m.POWER_ACTIONS == {Action.CREATE, Action.DELETE}
+def test_power_actions_are_every_action_but_create_snapshot_and_delete() -> None:
+    assert set(Action) - m.POWER_ACTIONS == {Action.CREATE, Action.SNAPSHOT, Action.DELETE}
+
+
+@pytest.mark.parametrize("cls", [m.PowerAction, m.InstanceAction])
+def test_power_messages_schema_lists_the_power_actions_only(cls: type[Message]) -> None:
+    """So that a new non-power action does not change these messages' contract."""
+    schema = cls.model_json_schema()["properties"]["action"]
+    assert schema == {"type": "string", "enum": sorted(a.value for a in m.POWER_ACTIONS)}
 
 
 @pytest.mark.parametrize("cls", [m.PowerAction, m.InstanceAction])
@@ -310,7 +317,8 @@ def test_power_messages_accept_every_power_action(cls: type[Message]) -> None:
 
 
 @pytest.mark.parametrize("cls", [m.PowerAction, m.InstanceAction])
-@pytest.mark.parametrize("action", [Action.CREATE, Action.DELETE, "create", "delete", "fly"])
+@pytest.mark.parametrize("action", [Action.CREATE, Action.DELETE, Action.SNAPSHOT, "create",
+                                    "delete", "snapshot", "fly"])
 def test_power_messages_refuse_other_actions(cls: type[Message], action: Any) -> None:
     with pytest.raises(ValidationError):
         cls(instance_id=INSTANCE, action=action, task_id=TASK)  # type: ignore[call-arg]

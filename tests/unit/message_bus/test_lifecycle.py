@@ -28,8 +28,10 @@ from message_bus.lifecycle import (
 )
 
 LIVE = [v for v in VmState if v is not VmState.DELETED]
+# The tasks a host ends with ACTION_DONE / ACTION_FAILED: power actions and the snapshot.
 POWER_TASKS = [t for t in TASKS if t.action not in (Action.CREATE, Action.DELETE)]
 ALL_TASKS = (*TASKS, SPAWN)
+SNAPSHOT = TASK_BY_ACTION[Action.SNAPSHOT]
 
 EXPECTED_STATUS = {
     VmState.BUILDING: "BUILD",
@@ -68,7 +70,9 @@ def test_the_table_is_sane() -> None:
     for task in ALL_TASKS:
         assert task.deadline > 0, task
         assert VmState.DELETED not in task.allowed_from, task
-        if task.task_state is not TaskState.DELETING:
+        # a task keeps the vm_state exactly when no power state can show it is done
+        assert (task.target is None) is (task.done_when is None), task
+        if task.task_state is not TaskState.DELETING and task.done_when is not None:
             # a task that succeeded is seen on the host as the state it lands in
             assert vm_state_for_power(task.done_when) is task.target, task
     assert TASK_BY_ACTION[Action.DELETE].allowed_from == frozenset(LIVE)
@@ -237,7 +241,8 @@ def _legal_events() -> list[tuple[Event, VmState, TaskState, VmState, TaskState 
     ]
     for task in POWER_TASKS:
         for vm_state in sorted(task.allowed_from):
-            legal.append((Event.ACTION_DONE, vm_state, task.task_state, task.target, None))
+            legal.append((Event.ACTION_DONE, vm_state, task.task_state,
+                          task.lands_in(vm_state), None))
             legal.append((Event.ACTION_FAILED, vm_state, task.task_state, vm_state, None))
     for vm_state in LIVE:
         legal.append((Event.DESTROYED, vm_state, TaskState.DELETING, VmState.DELETED, None))
@@ -361,14 +366,17 @@ def test_vm_state_for_power_covers_every_power_state() -> None:
 # --- reconcile -------------------------------------------------------------------------
 
 SETTLING = [t for t in ALL_TASKS if t.task_state is not TaskState.DELETING]
+# The tasks that move the instance: the host's power state shows whether they are done.
+MOVING = [t for t in SETTLING if t.done_when is not None]
 
 
 def _resting(task: Task) -> VmState:
     return min(task.allowed_from) if task.allowed_from else VmState.BUILDING
 
 
-@pytest.mark.parametrize("task", SETTLING, ids=_ids)
+@pytest.mark.parametrize("task", MOVING, ids=_ids)
 def test_reconcile_finishes_a_task_the_host_shows_done(task: Task) -> None:
+    assert task.done_when is not None
     for vm_state in task.allowed_from or {VmState.BUILDING}:
         outcome = reconcile(vm_state, task.task_state, task.done_when, task.deadline, "hv1")
         assert outcome == Outcome(task.target, None)
@@ -405,7 +413,7 @@ def test_reconcile_a_missing_domain_is_an_error(task: Task) -> None:
         assert part in outcome.fault, (part, outcome.fault)
 
 
-@pytest.mark.parametrize("task", SETTLING, ids=_ids)
+@pytest.mark.parametrize("task", MOVING, ids=_ids)
 def test_reconcile_without_an_observation_is_an_error_naming_why(task: Task) -> None:
     outcome = reconcile(_resting(task), task.task_state, None, 60.0, "hv2",
                         "host hv2 did not answer")
@@ -445,3 +453,69 @@ def test_reconcile_a_delete_always_ends_deleted(vm_state: VmState) -> None:
     outcome = reconcile(vm_state, TaskState.DELETING, None, 300.0, None)
     assert outcome.vm_state is VmState.DELETED
     assert outcome.fault is not None and "cleanup pending" in outcome.fault
+
+
+# --- the snapshot: a task that leaves the instance where it rests ----------------------
+
+
+def test_the_snapshot_row() -> None:
+    assert SNAPSHOT.task_state is TaskState.IMAGE_UPLOADING
+    assert TaskState.IMAGE_UPLOADING.value == "image_uploading"
+    assert SNAPSHOT.allowed_from == frozenset(
+        {VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED})
+    assert (SNAPSHOT.target, SNAPSHOT.done_when) == (None, None)
+    assert SNAPSHOT.needs_host
+    assert TASK_BY_STATE[TaskState.IMAGE_UPLOADING] is SNAPSHOT
+
+
+def test_lands_in() -> None:
+    for vm_state in LIVE:
+        assert SNAPSHOT.lands_in(vm_state) is vm_state
+        assert TASK_BY_ACTION[Action.STOP].lands_in(vm_state) is VmState.STOPPED
+
+
+@pytest.mark.parametrize("vm_state", sorted(SNAPSHOT.allowed_from))
+def test_a_snapshot_keeps_the_vm_state_whether_it_succeeds_or_fails(vm_state: VmState) -> None:
+    assert begin(Action.SNAPSHOT, vm_state, None, has_host=True) is SNAPSHOT
+    # the status while it runs is the resting state's, as in Nova
+    assert status(vm_state, TaskState.IMAGE_UPLOADING) == EXPECTED_STATUS[vm_state]
+    for event in (Event.ACTION_DONE, Event.ACTION_FAILED):
+        assert apply_event(event, vm_state, TaskState.IMAGE_UPLOADING) == (vm_state, None)
+
+
+def test_a_snapshot_is_refused_while_building_in_error_or_during_another_task() -> None:
+    for vm_state, shown in ((VmState.BUILDING, "BUILD"), (VmState.ERROR, "ERROR")):
+        with pytest.raises(InvalidAction, match=f"cannot snapshot an instance in status {shown}"):
+            begin(Action.SNAPSHOT, vm_state, None, has_host=True)
+    with pytest.raises(InvalidAction, match="image_uploading"):
+        begin(Action.SNAPSHOT, VmState.ACTIVE, TaskState.IMAGE_UPLOADING, has_host=True)
+    with pytest.raises(InvalidAction, match="image_uploading"):
+        begin(Action.STOP, VmState.ACTIVE, TaskState.IMAGE_UPLOADING, has_host=True)
+    with pytest.raises(InvalidAction, match="no host"):
+        begin(Action.SNAPSHOT, VmState.STOPPED, None, has_host=False)
+    # a delete is still accepted while a snapshot runs
+    assert begin(Action.DELETE, VmState.ACTIVE, TaskState.IMAGE_UPLOADING, True).action is (
+        Action.DELETE)
+
+
+@pytest.mark.parametrize("vm_state", sorted(SNAPSHOT.allowed_from))
+def test_reconcile_an_overdue_snapshot_never_takes_it_for_done(vm_state: VmState) -> None:
+    """No power state shows that a snapshot finished: an overdue one always gets a fault,
+    and the instance settles where its host says it is."""
+    for observed in (p for p in PowerState if p is not PowerState.MISSING):
+        outcome = reconcile(vm_state, TaskState.IMAGE_UPLOADING, observed, 3600.0, "hv1")
+        assert outcome.vm_state is vm_state_for_power(observed)
+        assert outcome.fault == ("task 'image_uploading' did not finish within 3600 s; "
+                                 f"host hv1 reports the guest {observed.value}")
+
+
+@pytest.mark.parametrize("vm_state", sorted(SNAPSHOT.allowed_from))
+def test_reconcile_an_overdue_snapshot_nobody_can_see_keeps_the_vm_state(
+        vm_state: VmState) -> None:
+    outcome = reconcile(vm_state, TaskState.IMAGE_UPLOADING, None, 90.0, "hv2",
+                        "host hv2 is down")
+    assert outcome == Outcome(vm_state, "task 'image_uploading' did not finish within 90 s; "
+                                        "host hv2: host hv2 is down")
+    missing = reconcile(vm_state, TaskState.IMAGE_UPLOADING, PowerState.MISSING, 90.0, "hv2")
+    assert missing.vm_state is VmState.ERROR
+    assert missing.fault is not None and "no domain" in missing.fault

@@ -27,13 +27,15 @@ FINGERPRINTS = {
     "host_list": "1.0-5e8012fffa98",
     "host_report": "1.0-aed91f64109e",
     "instance.state_changed": "1.0-2d509e7e3b7d",
-    "instance_action": "1.0-c45f4c48785d",
+    "instance_action": "1.1-5741023edadc",
     "instance_event": "1.0-8e44e33da5db",
     "instance_observation": "1.0-63eff5888f19",
     "instance_update": "1.0-a8fd7053a44e",
     "list_hosts": "1.0-09f11f47226f",
-    "power_action": "1.0-24d0c262b6bb",
+    "power_action": "1.1-ea3034c5ccc2",
     "power_state_sync": "1.0-c83dc849c93d",
+    "snapshot_disk": "1.0-e8ec5617a2e3",
+    "snapshot_instance": "1.0-df22530a03a5",
     "spawn": "1.0-a6f7ea58eb4d",
 }
 
