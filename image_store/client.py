@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
+from image_store import chunk_batch
 from image_store.dedup_upload import upload_deduplicated
 from message_bus.context import current_request_id
 
@@ -99,6 +101,31 @@ def _error(response: requests.Response) -> ImageStoreClientError:
                             error.get("offset"))
     cls = _CLASS_OF.get(status, ImageStoreClientError)
     return cls(status, message, error.get("field"))
+
+
+class _ReadFailed(Exception):
+    """The connection failed while a streamed body was read."""
+
+
+def _exact_reader(response: requests.Response) -> Callable[[int], bytes]:
+    """``read(n)`` over a streamed body: exactly ``n`` bytes, fewer only at its end."""
+    raw = response.raw
+
+    def read(n: int) -> bytes:
+        parts: builtins.list[bytes] = []
+        left = n
+        while left > 0:
+            try:
+                piece = raw.read(left)
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                raise _ReadFailed(f"{type(exc).__name__}: {exc}") from exc
+            if not piece:
+                break
+            parts.append(piece)
+            left -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    return read
 
 
 class _SizedBody:
@@ -451,6 +478,37 @@ class ImageStoreClient:
         """The encoded chunk (service callers only); verify it with ``codec.decode``."""
         response = self._request("GET", f"/v1/chunks/{address}")
         return response.content
+
+    def fetch_chunks(self, addresses: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """``(address, encoded)`` for each of ``addresses``, in order, as they arrive.
+
+        One streamed ``POST /v1/chunks/batch`` (service callers only) for up to
+        ``chunk_batch.MAX_ADDRESSES`` distinct addresses; verify each chunk with
+        ``codec.decode``. Raises :class:`NotFound` (404) or :class:`CorruptImage` (500,
+        ``address`` set) naming the first chunk the store lacks or found corrupt (the
+        chunks before it were yielded, those after it are not read), and
+        :class:`ImageStoreClientError` if the body is cut short. Closing the iterator
+        early closes the response.
+        """
+        wanted = builtins.list(addresses)
+        if not wanted:
+            return
+        path = "/v1/chunks/batch"
+        response = self._request("POST", path, json={"addresses": wanted}, stream=True)
+        try:
+            yield from chunk_batch.read_frames(_exact_reader(response), wanted)
+        except chunk_batch.ChunkAbsent as exc:
+            if exc.reason is None:
+                raise NotFound(404, f"chunk {exc.address} not found (in a batch of "
+                                    f"{len(wanted)} from {self.url})", "addresses") from None
+            raise CorruptImage(500, f"chunk {exc.address} is corrupt in the image store: "
+                                    f"{exc.reason}", None, [exc.address]) from None
+        except (chunk_batch.FrameError, _ReadFailed) as exc:
+            raise ImageStoreClientError(
+                None, f"POST {path} of {len(wanted)} chunks from {self.url} was cut "
+                      f"short: {exc}") from None
+        finally:
+            response.close()
 
     def missing(self, image_id: str, addresses: Iterable[str]) -> builtins.list[str]:
         """Which of ``addresses`` the store lacks; starts a dedup upload (-> saving)."""

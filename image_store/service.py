@@ -26,6 +26,9 @@ Choices the contract left open:
 - ``PUT .../chunks/<address>`` reads at most the policy's ``max`` + 1 bytes (the
   codec byte and a never-larger payload): a longer body is 400 before it is stored.
   Bytes that do not decode to the address are 400 (the client's fault), not 500.
+- ``POST /v1/chunks/batch`` streams frames (:mod:`image_store.chunk_batch`): a
+  chunk unknown or found corrupt is a frame of its own, not an error status, so one
+  bad chunk does not cost the others their trip.
 - ``X-Ironbark-Admin`` without ``X-Ironbark-Project`` is 400: no project header
   already means the service itself.
 - ``POST /v1/scrub`` takes no body (or ``{}``); ``GET /v1/images`` refuses unknown or
@@ -36,13 +39,15 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import zstandard
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request, stream_with_context
 from werkzeug.exceptions import HTTPException, Unauthorized
 from werkzeug.http import HTTP_STATUS_CODES
 
+from image_store import chunk_batch
 from image_store import store as st
 from image_store.backends.base import ChunkMissing
 from image_store.codec import RAW, ZSTD, CorruptChunk
@@ -106,6 +111,47 @@ def _plain_length(encoded: bytes) -> int:
         return len(encoded) - 1
     assert encoded[0] == ZSTD
     return int(zstandard.frame_content_size(encoded[1:]))
+
+
+def _batch_addresses(body: Any) -> list[str]:
+    """``{"addresses": [...]}`` of ``POST /v1/chunks/batch``: 1..MAX distinct addresses."""
+    addresses = addresses_body(body)
+    if not addresses:
+        raise bad("addresses", "addresses must name at least one chunk")
+    if len(addresses) > chunk_batch.MAX_ADDRESSES:
+        raise bad("addresses", f"addresses: at most {chunk_batch.MAX_ADDRESSES} per request, "
+                               f"got {len(addresses)}")
+    seen: set[str] = set()
+    for address in addresses:
+        if address in seen:
+            raise bad("addresses", f"addresses: chunk {address} is named twice")
+        seen.add(address)
+    return addresses
+
+
+def _chunk_frames(store: st.ImageStore, addresses: list[str]) -> Iterator[bytes]:
+    """One frame per address, each chunk read (and verified) only when its turn comes.
+
+    An unknown chunk and a corrupt one are frames of their own (the others are still
+    worth sending); any other failure escapes and cuts the connection, which the
+    client sees as a body with too few frames.
+    """
+    sent = 0
+    try:
+        for address in addresses:
+            try:
+                frame = chunk_batch.chunk_frame(address, store.read_chunk(address))
+            except st.ChunkNotFound:
+                frame = chunk_batch.missing_frame(address)
+            except st.CorruptImage as exc:
+                log.error("POST /v1/chunks/batch: %s", exc)
+                frame = chunk_batch.corrupt_frame(address, exc.reason)
+            yield frame
+            sent += 1
+    except Exception as exc:
+        log.error("POST /v1/chunks/batch aborted after %d of %d chunks (connection cut): "
+                  "%s: %s", sent, len(addresses), type(exc).__name__, exc)
+        raise
 
 
 def _json_body() -> Any:
@@ -306,6 +352,17 @@ def create_app(store: st.ImageStore, token: str) -> Flask:
         response = Response(encoded, mimetype=CHUNK_MIMETYPE)
         response.headers["X-Chunk-Length"] = str(_plain_length(encoded))
         return response
+
+    @app.post("/v1/chunks/batch")
+    def get_chunks() -> Response:
+        if caller().project_id is not None:
+            raise ApiError(403, "chunks are read by the service only (no "
+                                "X-Ironbark-Project header)")
+        addresses = _batch_addresses(_json_body())
+        # stream_with_context: the request (and its request id in the logs) lasts
+        # until the last frame is sent.
+        body = stream_with_context(_chunk_frames(store, addresses))
+        return Response(body, mimetype=chunk_batch.MIMETYPE, direct_passthrough=True)
 
     @app.get("/v1/stats")
     def stats() -> Response:

@@ -136,7 +136,7 @@ class ImageCache:
         self._bases.mkdir(exist_ok=True)
         self._files = ChunkFiles(directory / "chunks")
         self._index = CacheIndex(directory / "index.sqlite")
-        self._fetcher = ChunkFetcher(client.fetch_chunk, self._files, fetch_workers,
+        self._fetcher = ChunkFetcher(client.fetch_chunks, self._files, fetch_workers,
                                      self._stored)
         # Guards the sets of what ensures in progress need, and eviction (which must
         # not run between an ensure's "I need X" and its use of X).
@@ -295,28 +295,30 @@ class ImageCache:
                            seconds=time.monotonic() - started)
 
     def _fetch_missing(self, image: ImageRef, distinct: dict[str, Entry], tally: _Tally) -> None:
-        """Fetch, in parallel, every chunk of ``distinct`` the host lacks; on the first
-        failure, cancel what this ensure queued and raise it (naming image and chunk)."""
+        """Fetch, in parallel batches, every chunk of ``distinct`` the host lacks; on the
+        first failure, cancel what this ensure queued and raise it (naming image and
+        chunk)."""
         pending: dict[Future[Fetched], str] = {}
         mine: set[str] = set()
 
-        def start(address: str) -> None:
-            future, started = self._fetcher.acquire(address, distinct[address].length)
-            if future is not None:
-                pending[future] = address
-                if started:
-                    mine.add(address)
+        def start(addresses: Iterable[str]) -> None:
+            wanted = [(a, distinct[a].length) for a in addresses]
+            for address, future, started in self._fetcher.acquire_many(wanted):
+                if future is not None:
+                    pending[future] = address
+                    if started:
+                        mine.add(address)
 
-        for address in distinct:
-            start(address)
+        start(distinct)
         failure: tuple[str, BaseException] | None = None
         while pending:
             done, _ = wait(list(pending), return_when=FIRST_EXCEPTION)
+            orphans = []  # chunks whose ensure gave up: fetched here
             for future in done:
                 address = pending.pop(future)
                 if future.cancelled():
                     if failure is None and address not in mine:
-                        start(address)  # the ensure that started it gave up: fetch it here
+                        orphans.append(address)
                     continue
                 exc = future.exception()
                 if exc is not None:
@@ -327,6 +329,8 @@ class ImageCache:
                 for future, address in pending.items():
                     if address in mine:
                         future.cancel()
+            elif orphans:
+                start(orphans)
         if failure is not None:
             address, exc = failure
             raise ChunkFetchError(image, address, distinct[address].offset, exc) from exc

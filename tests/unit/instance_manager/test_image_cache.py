@@ -10,10 +10,13 @@ the middle of a fetch.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import queue
 import random
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -25,13 +28,14 @@ from typing import Any
 
 import pytest
 
-from image_store.client import ImageStoreClient
+from image_store.client import CorruptImage, ImageStoreClient
+from image_store.codec import CorruptChunk, decode, encode
 from image_store.codec import address as address_of
-from image_store.codec import decode, encode
 from image_store.factory import open_store
 from image_store.service import create_app
 from image_store.store import ImageStore
 from instance_manager import power, spawn
+from instance_manager.cache.chunks import ChunkFetcher, ChunkFiles, Fetched
 from instance_manager.cache.manifest import InvalidManifest, parse_manifest
 from instance_manager.context import HostContext
 from instance_manager.driver.libvirt import LibvirtDriver, SimulatedHost
@@ -57,26 +61,37 @@ MakeCache = Callable[..., ImageCache]
 
 class ChunkFaults:
     """WSGI layer in front of the store's app: flips a bit of the chosen chunks on the
-    wire, or delays every chunk (so a test can kill a fetch half way)."""
+    wire, or delays every chunk (so a test can kill a fetch half way). ``requests``
+    lists the chunks asked for, ``calls`` the HTTP requests that asked for them (one
+    ``GET /v1/chunks/<address>`` each, or one ``POST /v1/chunks/batch`` for many)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.corrupt: set[str] = set()
         self.delay = 0.0
         self.requests: list[str] = []
+        self.calls = 0
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
+        if path == "/v1/chunks/batch":
+            return self._batch(environ, start_response)
         if not path.startswith("/v1/chunks/"):
             return self.app(environ, start_response)
         address = path.rsplit("/", 1)[1]
         with self._lock:
             self.requests.append(address)
+            self.calls += 1
         if self.delay:
             time.sleep(self.delay)
         if address not in self.corrupt:
             return self.app(environ, start_response)
+        status, headers, body = self._call_app(environ)
+        start_response(status, headers)
+        return [body[:-1] + bytes([body[-1] ^ 0x01])]
+
+    def _call_app(self, environ: dict[str, Any]) -> tuple[str, list[Any], bytes]:
         captured: list[Any] = []
         result = self.app(environ, lambda status, headers, exc_info=None: captured.extend(
             [status, headers]) or (lambda _b: None))
@@ -84,8 +99,41 @@ class ChunkFaults:
             body = b"".join(result)
         finally:
             getattr(result, "close", lambda: None)()
-        start_response(captured[0], captured[1])
-        return [body[:-1] + bytes([body[-1] ^ 0x01])]
+        return captured[0], captured[1], body
+
+    def _batch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Re-sends the store's frames one by one (each after ``delay``), flipping the
+        last bit of a chosen chunk's bytes (the framing of docs/image-store.md)."""
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            addresses = json.loads(raw)["addresses"]
+        except (ValueError, KeyError, TypeError):
+            addresses = []
+        with self._lock:
+            self.requests.extend(a for a in addresses if isinstance(a, str))
+            self.calls += 1
+        status, headers, body = self._call_app(environ)
+        start_response(status, headers)
+        if not status.startswith("200"):
+            return [body]
+        return self._frames(body)
+
+    def _frames(self, body: bytes) -> Iterator[bytes]:
+        at = 0
+        while at < len(body):
+            address = body[at:at + 64].decode()
+            (length,) = struct.unpack(">I", body[at + 64:at + 68])
+            end = at + 68 + (0 if length >= 0xFFFF_FFF0 else length)
+            if length == 0xFFFF_FFFE:  # corrupt: a reason follows
+                end += 2 + struct.unpack(">H", body[end:end + 2])[0]
+            frame = bytearray(body[at:end])
+            if address in self.corrupt and length < 0xFFFF_FFF0:
+                frame[-1] ^= 0x01
+            if self.delay:
+                time.sleep(self.delay)
+            yield bytes(frame)
+            at = end
 
 
 @pytest.fixture
@@ -294,6 +342,79 @@ def test_images_sharing_chunks_ensured_together_fetch_each_chunk_once(
     assert stats["chunks_fetched"] == len(union)
     assert stats["bytes_fetched"] == encoded_size(store, union)
     assert cache.base_path(images[1].sha256).read_bytes() == bytes(variant)
+
+
+def test_a_cold_ensure_asks_for_many_chunks_per_request(
+        tmp_path: Path, client: ImageStoreClient, store: ImageStore, make_cache: MakeCache,
+        faults: ChunkFaults) -> None:
+    old = disk_image(14, 8 * MIB)
+    new = bytearray(old)
+    new[5 * MIB:5 * MIB + 8 * KIB] = random.Random(14).randbytes(8 * KIB)
+    v1 = upload(client, tmp_path, "app-v1", old)
+    v2 = upload(client, tmp_path, "app-v2", new)
+    chunks = data_chunks(client, v1)
+    faults.requests.clear()
+    cache = make_cache(fetch_workers=4)
+
+    cold = cache.ensure_report(v1)
+
+    assert cold.path.read_bytes() == old
+    assert sorted(faults.requests) == sorted(chunks)  # each chunk asked for once
+    assert len(chunks) > 250
+    # batches of up to 128 chunks, at least one per fetch worker: a handful of requests
+    assert faults.calls <= 4 + len(chunks) // 128
+    assert cold.chunks_fetched == len(chunks)
+    assert cold.bytes_fetched == encoded_size(store, chunks)
+
+    faults.requests.clear()
+    faults.calls = 0
+    warm = cache.ensure_report(v2)  # only the chunks v1 lacks, in one request
+
+    changed = data_chunks(client, v2) - chunks
+    assert warm.path.read_bytes() == bytes(new)
+    assert sorted(faults.requests) == sorted(changed) and faults.calls == 1
+    assert warm.chunks_fetched == len(changed) and warm.chunks_reused == warm.chunks - len(changed)
+    assert warm.bytes_fetched == encoded_size(store, changed)
+
+
+@pytest.mark.parametrize("where", ["wire", "store"])
+def test_a_bad_chunk_in_a_batch_fails_alone(
+        tmp_path: Path, client: ImageStoreClient, faults: ChunkFaults, cache_dir: Path,
+        where: str) -> None:
+    """Corrupt on the wire (the host's check refuses it, the stream goes on) or found
+    corrupt by the store (a frame saying so: the rest of the batch is asked again)."""
+    image = upload(client, tmp_path, "debian", disk_image(15, 2 * MIB))
+    entries = [e for e in client.chunks(image.id)["chunks"] if e[2] is not None]
+    assert 2 < len(entries) <= 128
+    bad = entries[len(entries) // 2][2]
+    if where == "wire":
+        faults.corrupt.add(bad)
+    else:
+        (stored,) = [p for p in (tmp_path / "store").rglob(bad) if p.is_file()]
+        stored.write_bytes(encode(b"not the chunk"))
+    faults.calls = 0
+    files = ChunkFiles(cache_dir / "chunks")
+    stored_chunks: list[Fetched] = []
+    fetcher = ChunkFetcher(client.fetch_chunks, files, 1, stored_chunks.append)
+    try:
+        acquired = fetcher.acquire_many([(e[2], e[1]) for e in entries])
+        futures = {a: f for a, f, started in acquired if started and f is not None}
+        assert len(futures) == len(entries)
+        failure = futures.pop(bad).exception(timeout=30)
+        results = [f.result(timeout=30) for f in futures.values()]
+    finally:
+        fetcher.close()
+
+    if where == "wire":
+        assert isinstance(failure, CorruptChunk) and failure.address == bad
+        assert faults.calls == 1  # the stream went on past the bad chunk
+    else:
+        assert isinstance(failure, CorruptImage) and failure.address == bad
+        assert faults.calls == 2  # the chunks after it, asked for again
+    assert sorted(r.address for r in results) == sorted(futures)
+    assert sorted(s.address for s in stored_chunks) == sorted(futures)
+    assert not files.exists(bad)
+    assert sorted(files.scan()) == sorted(futures)
 
 
 def test_concurrent_ensures_of_one_image_assemble_it_once(
