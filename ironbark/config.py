@@ -146,7 +146,7 @@ class ImageStoreOptions(_Section):
         "cdc", description="content-defined (FastCDC) or fixed-size chunks")
     chunk_avg_kib: int = Field(
         64, ge=4, le=4096, description="average (cdc) or exact (fixed) chunk size in KiB")
-    compression_level: int = Field(3, ge=0, le=22, description="zstd level; 0 = store raw")
+    compression_level: int = Field(1, ge=0, le=22, description="zstd level; 0 = store raw")
 
 
 class LoggingOptions(_Section):
