@@ -31,6 +31,8 @@ under the ingest figure on this machine.
 from __future__ import annotations
 
 import argparse
+import filecmp
+import hashlib
 import os
 import signal
 import socket
@@ -255,8 +257,6 @@ def cpu_budget(path: Path, chunking: str | None, avg_kib: int | None) -> tuple[S
     The floor under those figures on this machine: the steps can overlap on the
     cores, but their sum divided by the cores is as fast as it gets.
     """
-    import hashlib
-
     from image_store.chunking import DEFAULT_POLICY, ChunkingPolicy, cut_file
     from image_store.codec import address, decode, encode, is_zero
 
@@ -364,6 +364,24 @@ def run(args: argparse.Namespace, images: disk_images.DiskImages, tmp: Path) -> 
               f"({size_v1 / MIB / get_s:.0f} MiB/s)")
 
         hwm_download = store.peak_memory()
+
+        # The 1 GiB round trip, untimed: checksums as recorded, bytes identical.
+        source_md5, source_sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+        with images.v1.open("rb") as f:
+            while block := f.read(8 * MIB):
+                source_md5.update(block)
+                source_sha.update(block)
+        if (v1["checksum"], v1["sha256"]) != (source_md5.hexdigest(), source_sha.hexdigest()):
+            raise RuntimeError(f"v1's recorded checksums {v1['checksum']}/{v1['sha256']} "
+                               "are not the file's")
+        back = store.data_dir.parent / "v1.back"
+        client.download_to(v1["id"], back, source_sha.hexdigest())
+        identical = filecmp.cmp(images.v1, back, shallow=False)
+        back.unlink()
+        if not identical:
+            raise RuntimeError("v1 downloaded is not byte-identical to the file uploaded")
+        print("round trip of v1: MD5 and SHA-256 recorded as the file's, download "
+              "byte-identical")
 
         # 3-4. What v2 adds to the store, and what a host that caches v1 fetches to boot
         # it; v2 is then deleted (its own chunks freed) so v2 in place is measured
