@@ -94,7 +94,9 @@ class HostOverride(_Section):
 class GroupOptions(_Section):
     name: str = Field("default", pattern=r"^[A-Za-z0-9_-]+$")
     database_url: str | None = Field(None, description="Group Manager database; default SQLite")
-    scheduler_policy: Literal["spread", "pack"] = "spread"
+    scheduler_policy: Literal["spread", "pack", "round-robin", "power-save"] = Field(
+        "spread", description="spread (least loaded), pack (most loaded that fits), "
+        "round-robin (rotating start), power-save (busy hosts before empty ones)")
     cpu_allocation_ratio: float = Field(16.0, gt=0, le=1000)
     ram_allocation_ratio: float = Field(1.5, gt=0, le=1000)
     disk_allocation_ratio: float = Field(1.0, gt=0, le=1000)

@@ -37,16 +37,17 @@ def place(
     filters: Sequence[Filter] = DEFAULT_FILTERS,
 ) -> str:
     """Claim a host for ``request`` and return its name, or raise NoValidHost."""
-    weigh = POLICIES[policy]
+    weigher = POLICIES[policy]
     for _ in range(_PASSES):
         with session_factory() as session:
             hosts = _snapshot(session, group)
             candidates, rejected = _filter(hosts, request, filters)
             if not candidates:
                 raise NoValidHost(_explain(group, request, hosts, rejected, filters))
-            for host in weigh(candidates):
+            for host in weigher.order(group, candidates):
                 with session.begin():
                     if try_claim(session, host.name, group, request):
+                        weigher.chosen(group, host.name)
                         log.info("claimed %s on host %s", request.describe(), host.name)
                         return host.name
                 log.debug("host %s filled up since the snapshot; trying the next", host.name)

@@ -126,6 +126,32 @@ def test_pack_fills_one_host_before_the_next(make_cloud: CloudFactory) -> None:
     assert len(set(hosts)) == 2  # the third host stays empty
 
 
+def test_round_robin_rotates_whatever_the_load(make_cloud: CloudFactory) -> None:
+    cloud = make_cloud(hosts=3, group={"scheduler_policy": "round-robin"})
+    api = Api(cloud.api_url, cloud.admin_token)
+    first = api.boot("r0")
+    assert first["host"] == "host1"
+    assert api.delete(f"/v1/servers/{first['id']}").status == 202
+    wait_for(lambda: api.get(f"/v1/servers/{first['id']}").status == 404, what="r0 gone")
+    # Every host is empty again: spread would pick host1 again; round-robin moves on.
+    hosts = [api.boot(f"r{i}")["host"] for i in range(1, 7)]
+    assert hosts == ["host2", "host3", "host1", "host2", "host3", "host1"]
+
+
+def test_power_save_fills_running_hosts_and_leaves_the_rest_empty(
+        make_cloud: CloudFactory) -> None:
+    # Each host takes 4 one-vCPU servers; host3 is twice as big.
+    cloud = make_cloud(hosts=3, host={"simulated_vcpus": 4},
+                       group={"scheduler_policy": "power-save", "cpu_allocation_ratio": 1.0,
+                              "host_overrides": {"host3": {"cpu_allocation_ratio": 2.0}}})
+    api = Api(cloud.api_url, cloud.admin_token)
+    hosts = [api.boot(f"p{i}")["host"] for i in range(6)]
+    assert hosts[:4] == ["host1"] * 4  # woken first (least free, then name), filled first
+    assert hosts[4] == hosts[5] != "host1"  # one more host woken, and filled next
+    listing = _hosts(api)
+    assert sorted(h["instances"] for h in listing.values()) == [0, 2, 4]
+
+
 def test_no_valid_host_names_every_reason(make_cloud: CloudFactory) -> None:
     cloud = make_cloud(hosts=3, host={"simulated_vcpus": 2, "simulated_memory_mb": 2048,
                                       "reserved_memory_mb": 0},
