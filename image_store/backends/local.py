@@ -13,8 +13,8 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from image_store.backends.base import ChunkBackend, ChunkMissing, Staging
-from image_store.backends.staged import StagedFiles, clear_children
+from image_store.backends.base import ChunkBackend, ChunkMissing
+from image_store.backends.staged import FileStaging, StagedFiles, clear_children
 from image_store.codec import check_address, is_address
 
 _HEX = frozenset("0123456789abcdef")
@@ -49,34 +49,19 @@ def syncfs(path: str) -> None:
         os.close(fd)
 
 
-class LocalStaging(Staging):
+class LocalStaging(FileStaging):
     """Files under ``<root>/staging/<random>/``, renamed into ``chunks/`` on publish."""
 
     def __init__(self, backend: LocalBackend) -> None:
+        super().__init__(backend.staging_dir)
         self._backend = backend
-        self._files = StagedFiles(backend.staging_dir)
 
-    def put(self, address: str, encoded: bytes) -> None:
-        self._files.put(address, encoded)
-
-    def publish(self) -> list[str]:
-        files = self._files
-        files.check_open()
-        addresses = list(files.addresses)
-        if addresses:
-            backend = self._backend
-            syncfs(backend.root_str)        # staged bytes durable before any rename
-            for address in addresses:
-                backend._install(files.path(address), address)
-            syncfs(backend.root_str)        # the renames durable before we return
-            files.remove()
-        files.state = "published"
-        return addresses
-
-    def discard(self) -> None:
-        if self._files.state == "open":
-            self._files.state = "discarded"
-        self._files.remove()
+    def _install(self, files: StagedFiles, addresses: list[str]) -> None:
+        backend = self._backend
+        syncfs(backend.root_str)        # staged bytes durable before any rename
+        for address in addresses:
+            backend._install(files.path(address), address)
+        syncfs(backend.root_str)        # the renames durable before we return
 
 
 class LocalBackend(ChunkBackend):

@@ -20,8 +20,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from image_store.backends.base import BackendError, ChunkBackend, ChunkMissing, Staging
-from image_store.backends.staged import StagedFiles, clear_children
+from image_store.backends.base import BackendError, ChunkBackend, ChunkMissing
+from image_store.backends.staged import FileStaging, StagedFiles, clear_children
 from image_store.codec import check_address, is_address
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -42,20 +42,14 @@ def _non_empty(field: str, value: object) -> str:
     return value
 
 
-class S3Staging(Staging):
+class S3Staging(FileStaging):
     """Local files under ``<staging_dir>/<random>/``, PUT to the bucket on publish."""
 
     def __init__(self, backend: S3Backend) -> None:
+        super().__init__(str(backend.staging_dir))
         self._backend = backend
-        self._files = StagedFiles(str(backend.staging_dir))
 
-    def put(self, address: str, encoded: bytes) -> None:
-        self._files.put(address, encoded)
-
-    def publish(self) -> list[str]:
-        files = self._files
-        files.check_open()
-        addresses = list(files.addresses)
+    def _install(self, files: StagedFiles, addresses: list[str]) -> None:
         backend = self._backend
 
         def upload(address: str) -> None:
@@ -63,19 +57,11 @@ class S3Staging(Staging):
 
         if len(addresses) == 1:
             upload(addresses[0])
-        elif addresses:
+        else:
             with ThreadPoolExecutor(min(backend.workers, len(addresses)),
                                     thread_name_prefix="s3-publish") as pool:
                 for _ in pool.map(upload, addresses):
                     pass
-        files.remove()
-        files.state = "published"
-        return addresses
-
-    def discard(self) -> None:
-        if self._files.state == "open":
-            self._files.state = "discarded"
-        self._files.remove()
 
 
 class S3Backend(ChunkBackend):

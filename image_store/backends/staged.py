@@ -11,6 +11,7 @@ import shutil
 import threading
 import uuid
 
+from image_store.backends.base import Staging
 from image_store.codec import check_address
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
@@ -95,3 +96,35 @@ class StagedFiles:
         if self._made:
             shutil.rmtree(self.dir, ignore_errors=True)
             self._made = False
+
+
+class FileStaging(Staging):
+    """A staging area of :class:`StagedFiles`; a backend says only how to install them.
+
+    ``publish`` runs ``_install(files, addresses)`` over the staged chunks (none: a
+    batch whose chunks all existed), then drops the directory.
+    """
+
+    def __init__(self, parent: str) -> None:
+        self._files = StagedFiles(parent)
+
+    def put(self, address: str, encoded: bytes) -> None:
+        self._files.put(address, encoded)
+
+    def publish(self) -> list[str]:
+        files = self._files
+        files.check_open()
+        addresses = list(files.addresses)
+        if addresses:
+            self._install(files, addresses)
+        files.remove()
+        files.state = "published"
+        return addresses
+
+    def _install(self, files: StagedFiles, addresses: list[str]) -> None:
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        if self._files.state == "open":
+            self._files.state = "discarded"
+        self._files.remove()
