@@ -31,7 +31,6 @@ import pytest
 from image_store.client import CorruptImage, ImageStoreClient
 from image_store.codec import CorruptChunk, decode, encode
 from image_store.codec import address as address_of
-from image_store.factory import open_store
 from image_store.service import create_app
 from image_store.store import ImageStore
 from instance_manager import power, spawn
@@ -40,16 +39,15 @@ from instance_manager.cache.manifest import InvalidManifest, parse_manifest
 from instance_manager.context import HostContext
 from instance_manager.driver.libvirt import LibvirtDriver, SimulatedHost
 from instance_manager.image_cache import ChunkFetchError, ImageCache, ImageCacheError
-from ironbark.config import HostOptions, ImageStoreOptions
+from ironbark.config import HostOptions
 from ironbark.wsgi import ThreadedServer
 from message_bus import Bus
 from message_bus.lifecycle import Event
 from message_bus.messages import Destroy, FlavorSpec, ImageRef, InstanceEvent, Spawn
+from tests.unit.instance_manager.conftest import AVG_KIB, TOKEN, serving, store_client
 
-TOKEN = "test-service-token-0123456789"
 KIB = 1024
 MIB = 1024 * KIB
-AVG_KIB = 16  # cdc: chunks of 4..64 KiB, so 4 MiB make a hundred-odd chunks
 MAX_CHUNK = 4 * AVG_KIB * KIB
 BIG = 1 << 40  # a limit nothing reaches
 
@@ -137,26 +135,19 @@ class ChunkFaults:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ImageStore:
-    return open_store(ImageStoreOptions(data_dir=tmp_path / "store", chunking="cdc",
-                                        chunk_avg_kib=AVG_KIB))
-
-
-@pytest.fixture
 def faults(store: ImageStore) -> ChunkFaults:
     return ChunkFaults(create_app(store, TOKEN))
 
 
 @pytest.fixture
 def server(faults: ChunkFaults) -> Iterator[ThreadedServer]:
-    srv = ThreadedServer(faults, "127.0.0.1", 0).start()
-    yield srv
-    srv.stop()
+    with serving(faults) as srv:
+        yield srv
 
 
 @pytest.fixture
 def client(server: ThreadedServer) -> Iterator[ImageStoreClient]:
-    with ImageStoreClient(server.url, TOKEN, timeout=10.0) as c:
+    with store_client(server) as c:
         yield c
 
 

@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 
 from image_store.client import ImageStoreClient
-from image_store.factory import open_store
 from image_store.service import create_app
 from image_store.store import ImageStore
 from instance_manager import snapshot
@@ -35,17 +34,15 @@ from instance_manager.driver.base import InstanceSpec
 from instance_manager.driver.libvirt import LibvirtDriver, SimulatedHost
 from instance_manager.image_cache import ImageCache
 from instance_manager.manager import InstanceManager
-from ironbark.config import HostOptions, ImageStoreOptions
-from ironbark.wsgi import ThreadedServer
+from ironbark.config import HostOptions
 from message_bus import Bus
 from message_bus.lifecycle import Event, PowerState
 from message_bus.messages import HostReport, ImageRef, InstanceEvent, SnapshotDisk
+from tests.unit.instance_manager.conftest import AVG_KIB, TOKEN, serving, store_client
 
-TOKEN = "test-service-token-0123456789"
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
-AVG_KIB = 16  # cdc: chunks of 4..64 KiB, so a few MiB make a couple of hundred chunks
 MAX_CHUNK = 4 * AVG_KIB * KIB
 BASE_DATA = 3 * MIB  # random bytes, then a 1 MiB hole: a 4 MiB raw base
 HOST, GROUP = "hv1", "rack1"
@@ -73,22 +70,14 @@ class RefuseChunkPuts:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ImageStore:
-    return open_store(ImageStoreOptions(data_dir=tmp_path / "store", chunking="cdc",
-                                        chunk_avg_kib=AVG_KIB))
-
-
-@pytest.fixture
 def faults(store: ImageStore) -> RefuseChunkPuts:
     return RefuseChunkPuts(create_app(store, TOKEN))
 
 
 @pytest.fixture
 def client(faults: RefuseChunkPuts) -> Iterator[ImageStoreClient]:
-    srv = ThreadedServer(faults, "127.0.0.1", 0).start()
-    with ImageStoreClient(srv.url, TOKEN, timeout=10.0) as c:
+    with serving(faults) as srv, store_client(srv) as c:
         yield c
-    srv.stop()
 
 
 # -- the host: driver, cache, bus and a recorder of what it tells its group ----------------
