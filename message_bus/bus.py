@@ -35,6 +35,7 @@ from message_bus.envelope import Envelope, Message, decode, encode
 from message_bus.errors import CallTimeout, MessageRejected, RemoteError
 from message_bus.executor import KeyedExecutor
 from message_bus.idempotency import IdempotencyStore
+from message_bus.memory_transport import MemoryTransport
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,10 @@ class Bus:
     # --- connections -------------------------------------------------------------------
 
     def connection(self) -> Connection:
+        # memory:// wakes on messages instead of polling (see message_bus/memory_transport.py)
+        transport = MemoryTransport if self.url.startswith("memory://") else None
         return Connection(
-            self.url, transport_options=dict(self._transport_options),
+            self.url, transport=transport, transport_options=dict(self._transport_options),
             connect_timeout=self._connect_timeout,
         )
 
