@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from group_manager.scheduler import Scheduler
 from ironbark.config import GroupOptions
 from message_bus import Bus
 from message_bus.envelope import Message
@@ -27,6 +28,7 @@ class GroupContext:
     sessions: sessionmaker[Session]
     bus: Bus
     rpc_timeout: float
+    scheduler: Scheduler
 
     @property
     def name(self) -> str:

@@ -21,6 +21,8 @@ def on_instance_event(ctx: GroupContext, msg: InstanceEvent) -> None:
                 state="released" if msg.event is Event.DESTROYED else "failed",
             )
         if released is not None:
+            assert released.host is not None
+            ctx.scheduler.released(released.host, claims.request_of(released))
             log.info("released the claim on host %s (%s)", msg.host, msg.event.value)
         if msg.event is Event.BUILD_FAILED:
             reason = f"spawn on host {msg.host} failed: {msg.reason}"

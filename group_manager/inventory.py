@@ -171,6 +171,7 @@ class Inventory:
         })
         return GroupSummary(
             group=self._options.name, policy=self._options.scheduler_policy,
-            hosts_up=len(up), hosts_down=len(rows) - len(up), capacity=total("capacity"),
+            hosts_up=len(up), hosts_down=len(rows) - len(up),
+            hosts_empty=sum(1 for h in up if h.instances == 0), capacity=total("capacity"),
             used=total("used"), largest_free=largest,
         )

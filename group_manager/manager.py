@@ -17,12 +17,14 @@ from group_manager import build, db, events, operations
 from group_manager.context import GroupContext, group_target
 from group_manager.db.models import ProcessedMessage
 from group_manager.inventory import Inventory
+from group_manager.scheduler import Scheduler
 from ironbark.config import GroupOptions
 from ironbark.periodic import Periodic
 from message_bus import Bus
 from message_bus.idempotency import SqlStore
 from message_bus.messages import (
     BuildInstance,
+    BuildInstances,
     DeleteInstance,
     DescribeInstance,
     HostList,
@@ -43,7 +45,9 @@ class GroupManager:
         self.options, self.bus, self.engine = options, bus, engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.inventory = Inventory(self.sessions, options)
-        self.ctx = GroupContext(options, self.sessions, bus, rpc_timeout)
+        self.scheduler = Scheduler(engine, options.name, options.scheduler_policy,
+                                   options.scheduler_refresh_interval)
+        self.ctx = GroupContext(options, self.sessions, bus, rpc_timeout, self.scheduler)
         self._keys = SqlStore(engine, ProcessedMessage.__table__)
         self._periodic: list[Periodic] = []
 
@@ -56,6 +60,7 @@ class GroupManager:
             group_target(self.options.name),
             {
                 BuildInstance: lambda m: build.build(ctx, m),
+                BuildInstances: lambda m: build.build_many(ctx, m),
                 InstanceAction: lambda m: operations.act(ctx, m),
                 SnapshotInstance: lambda m: operations.snapshot(ctx, m),
                 DeleteInstance: lambda m: operations.delete(ctx, m),
@@ -85,6 +90,7 @@ class GroupManager:
     def stop(self) -> None:
         for job in self._periodic:
             job.stop()
+        self.scheduler.close()
 
     def _on_report(self, report: HostReport) -> None:
         outcome = self.inventory.apply_report(report)

@@ -28,7 +28,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -54,7 +61,7 @@ class BusOptions(_Section):
     namespace: str = Field("ironbark", pattern=r"^[A-Za-z0-9_.-]+$",
                            description="prefix of every exchange and queue name")
     polling_interval: float = Field(0.002, gt=0, le=1.0,
-                                    description="memory:// only: seconds between polls per hop")
+                                    description="unused: memory:// no longer polls; still accepted")
     rpc_timeout: float = Field(10.0, gt=0, le=600, description="default timeout of a call")
 
 
@@ -97,6 +104,9 @@ class GroupOptions(_Section):
     scheduler_policy: Literal["spread", "pack", "round-robin", "power-save"] = Field(
         "spread", description="spread (least loaded), pack (most loaded that fits), "
         "round-robin (rotating start), power-save (busy hosts before empty ones)")
+    scheduler_refresh_interval: float = Field(
+        5.0, gt=0, le=3600, description="seconds the scheduler trusts its in-memory view of "
+        "the hosts before re-reading them all (claims are always checked in the database)")
     cpu_allocation_ratio: float = Field(16.0, gt=0, le=1000)
     ram_allocation_ratio: float = Field(1.5, gt=0, le=1000)
     disk_allocation_ratio: float = Field(1.0, gt=0, le=1000)
@@ -159,6 +169,59 @@ class LoggingOptions(_Section):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class ScaleOptions(_Section):
+    """How many simulated hosts the all-in-one (``ironbark up``) and the multi-process
+    lab run, in how many groups, and of which sizes (see ironbark/simulation.py)."""
+
+    hosts: int = Field(2, ge=1, le=10000, description="simulated hosts in the whole cloud")
+    groups: int = Field(1, ge=1, le=64, description="groups (availability zones) the hosts "
+                        "are spread over: 1 is the [group] name, more are az1..azN")
+    group_names: list[str] = Field(default_factory=list,
+                                   description="names of the groups instead of az1..azN")
+    host_mix: str = Field("", description="host sizes as VCPUSxGIB[:WEIGHT], comma-separated "
+                          "(e.g. 32x128:1,64x256:1); empty: every host has the [host] "
+                          "simulated_* sizes")
+    seed: int = Field(1, description="which host gets which size of the mix (reproducible)")
+    max_reports_per_second: float = Field(
+        20.0, gt=0, le=100000, description="heartbeats the whole cloud may send per second: "
+        "with many hosts the report interval (and host_down_after) grow to stay within it")
+    group_database_url: str | None = Field(
+        None, description="with several groups, each group's database with {group} in place "
+        "of its name; default SQLite group-<name>.db in data_dir")
+
+    @field_validator("host_mix")
+    @classmethod
+    def _check_mix(cls, value: str) -> str:
+        from ironbark.host_mix import parse_host_mix
+
+        parse_host_mix(value)  # raises HostMixError (a ValueError) naming the entry
+        return value
+
+    @field_validator("group_names")
+    @classmethod
+    def _check_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not (name.isascii() and name.replace("-", "").replace("_", "").isalnum()):
+                raise ValueError(f"group name {name!r} may hold only letters, digits, _ and -")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a group is named twice: {value}")
+        return value
+
+    @field_validator("group_database_url")
+    @classmethod
+    def _check_db_template(cls, value: str | None) -> str | None:
+        if value is not None and "{group}" not in value:
+            raise ValueError("must contain {group} (each group needs its own database)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_counts(self) -> ScaleOptions:
+        if self.group_names and self.groups not in (1, len(self.group_names)):
+            raise ValueError(f"scale.groups is {self.groups} but scale.group_names lists "
+                             f"{len(self.group_names)} groups")
+        return self
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "ironbark"
@@ -182,6 +245,7 @@ class Config(BaseSettings):
     host: HostOptions = HostOptions()
     image_store: ImageStoreOptions = ImageStoreOptions()
     logging: LoggingOptions = LoggingOptions()
+    scale: ScaleOptions = ScaleOptions()
 
     @classmethod
     def settings_customise_sources(

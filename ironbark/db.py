@@ -58,7 +58,10 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> Engine:
+def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engine:
+    """An engine for ``url``. ``pre_ping`` checks each connection's liveness on checkout:
+    one more round trip, worth it except on a hot path that handles a dead connection
+    itself (a disconnect error invalidates the connection; the next checkout reconnects)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
@@ -71,7 +74,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> Engine:
         _make_sqlite_safe(engine)
         return engine
     return sa.create_engine(url, pool_size=pool_size, max_overflow=2 * pool_size,
-                            pool_pre_ping=True)
+                            pool_pre_ping=pre_ping)
 
 
 def _make_sqlite_safe(engine: Engine) -> None:

@@ -19,7 +19,7 @@ Changing a message's fields means bumping its VERSION; the fingerprint test in
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -63,6 +63,20 @@ class ImageRef(_Part):
     disk_format: str
     size: int = Field(ge=0)
     sha256: str
+
+
+ServerGroupPolicy = Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"]
+SERVER_GROUP_POLICIES: tuple[str, ...] = ("affinity", "anti-affinity", "soft-affinity",
+                                          "soft-anti-affinity")
+
+
+class ServerGroupRef(_Part):
+    """A server group a new instance joins: the group's scheduler keeps its members
+    together (affinity) or apart (anti-affinity); the soft variants are preferences."""
+
+    id: str
+    name: str
+    policy: ServerGroupPolicy
 
 
 class Resources(_Part):
@@ -112,17 +126,40 @@ class _InstanceMessage(Message):
 
 
 class BuildInstance(_InstanceMessage):
-    """Place a new instance on a host of the group and have it spawned there."""
+    """Place a new instance on a host of the group and have it spawned there.
+
+    1.1: ``server_group``, the server group the instance joins (None: none).
+    """
 
     NAME: ClassVar[str] = "build_instance"
+    VERSION: ClassVar[tuple[int, int]] = (1, 1)
     project_id: str
     name: str
     flavor: FlavorSpec
     image: ImageRef
     task_id: str
+    server_group: ServerGroupRef | None = None
 
     def idempotency_key(self) -> str:
         return f"build:{self.instance_id}"
+
+
+class BuildInstances(Message):
+    """Several instances created by one request (``min_count``/``max_count``): the group
+    places them together, all or nothing down to ``min_count``. If fewer than
+    ``min_count`` fit, none is spawned and every one fails with the reason; otherwise
+    those that fit are spawned and the rest (beyond ``min_count``) fail."""
+
+    NAME: ClassVar[str] = "build_instances"
+    reservation_id: str
+    min_count: int = Field(ge=1)
+    builds: list[BuildInstance] = Field(min_length=1)
+
+    def ordering_key(self) -> str:
+        return f"reservation:{self.reservation_id}"
+
+    def idempotency_key(self) -> str:
+        return f"build-batch:{self.reservation_id}"
 
 
 class InstanceAction(_InstanceMessage):
@@ -328,13 +365,18 @@ class PowerStateSync(Message):
 
 
 class GroupSummary(Message):
-    """A group's capacity at a glance, for the Cloud Manager's choice of group."""
+    """A group's capacity at a glance, for the Cloud Manager's choice of group.
+
+    1.1: ``hosts_empty``.
+    """
 
     NAME: ClassVar[str] = "group_summary"
+    VERSION: ClassVar[tuple[int, int]] = (1, 1)
     group: str
     policy: str
     hosts_up: int
     hosts_down: int
+    hosts_empty: int = 0  # up hosts running no instance (power-save can turn them off)
     capacity: Resources  # sum over up hosts of capacity
     used: Resources
     largest_free: Resources  # per resource, the most any single up host has free

@@ -63,10 +63,24 @@ class Claim(Base):
     disk_gb: Mapped[int]
     # active: counts against the host | released: instance deleted | failed: never placed
     state: Mapped[str] = mapped_column(sa.String(16), index=True)
+    server_group_id: Mapped[str | None] = mapped_column(sa.String(36), index=True)
     power_state: Mapped[str | None] = mapped_column(sa.String(16))
     power_state_at: Mapped[float | None] = mapped_column(sa.Float)  # host clock
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ServerGroup(Base):
+    """A server group some instance of this group joined. Its row is the lock that
+    serialises the placement of its members: a member is placed inside a transaction
+    that holds this row, so two concurrent members see each other's claims."""
+
+    __tablename__ = "server_groups"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    policy: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ProcessedMessage(Base):

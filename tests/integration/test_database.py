@@ -25,7 +25,7 @@ from group_manager import claims
 from group_manager.claims import Request
 from group_manager.db.models import Base as GroupBase
 from group_manager.db.models import Claim, Host
-from group_manager.scheduler import NoValidHost, place
+from group_manager.scheduler import NoValidHost, Scheduler
 from ironbark.db import create_engine, utcnow
 
 
@@ -73,18 +73,21 @@ def _hosts(engine: sa.Engine, count: int, vcpus: int) -> None:
 
 
 def _place_many(url: str, prefix: str, count: int) -> int:
-    """Place ``count`` one-vCPU instances; return how many found a host."""
+    """Place ``count`` one-vCPU instances with a scheduler of their own (as a second
+    scheduler worker of the group would); return how many found a host."""
     engine = create_engine(url, pool_size=2)
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    placed = 0
-    for i in range(count):
-        try:
-            place(sessions, "g", "spread", Request(f"{prefix}-{i}", "p", 1, 1, 0))
-            placed += 1
-        except NoValidHost:
-            pass
+    scheduler = Scheduler(engine, "g", "spread")
+    placed = sum(_try(scheduler, Request(f"{prefix}-{i}", "p", 1, 1, 0)) for i in range(count))
     engine.dispose()
     return placed
+
+
+def _try(scheduler: Scheduler, request: Request) -> bool:
+    try:
+        scheduler.place(request)
+        return True
+    except NoValidHost:
+        return False
 
 
 def _check_exactly_full(engine: sa.Engine, hosts: int, vcpus: int) -> None:
@@ -109,6 +112,20 @@ def test_concurrent_claims_from_threads_fill_hosts_exactly(database_url: str) ->
     engine.dispose()
 
 
+def test_one_scheduler_shared_by_threads_fills_hosts_exactly(database_url: str) -> None:
+    """The Group Manager's handler threads share one scheduler and its view."""
+    engine = create_engine(database_url)
+    group_manager.db.migrate(engine)
+    _hosts(engine, count=3, vcpus=10)
+    scheduler = Scheduler(engine, "g", "spread")
+    with ThreadPoolExecutor(8) as pool:
+        placed = sum(pool.map(lambda i: _try(scheduler, Request(f"s{i}", "p", 1, 1, 0)),
+                              range(80)))
+    assert placed == 30
+    _check_exactly_full(engine, hosts=3, vcpus=10)
+    engine.dispose()
+
+
 def test_concurrent_claims_from_processes_fill_hosts_exactly(postgres_url: str) -> None:
     """Several scheduler processes on one PostgreSQL database: no double booking."""
     engine = create_engine(postgres_url)
@@ -126,7 +143,7 @@ def test_a_claim_is_released_exactly_once(database_url: str) -> None:
     group_manager.db.migrate(engine)
     _hosts(engine, count=1, vcpus=4)
     sessions = sessionmaker(engine, expire_on_commit=False)
-    place(sessions, "g", "pack", Request("one", "p", 3, 1, 0))
+    Scheduler(engine, "g", "pack").place(Request("one", "p", 3, 1, 0))
 
     def release() -> bool:
         with sessions.begin() as session:

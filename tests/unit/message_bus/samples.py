@@ -35,6 +35,11 @@ def samples() -> dict[str, Message]:
     built: list[Message] = [
         m.BuildInstance(instance_id=INSTANCE, project_id="alpha", name="web1", flavor=FLAVOR,
                         image=IMAGE, task_id=TASK),
+        m.BuildInstances(reservation_id="r-0123abcd", min_count=1, builds=[
+            m.BuildInstance(instance_id=INSTANCE, project_id="alpha", name="web-1",
+                            flavor=FLAVOR, image=IMAGE, task_id=TASK,
+                            server_group=m.ServerGroupRef(id=IMAGE_ID, name="web",
+                                                          policy="anti-affinity"))]),
         m.InstanceAction(instance_id=INSTANCE, action=Action.STOP, task_id=TASK),
         m.SnapshotInstance(instance_id=INSTANCE, task_id=TASK, image_id=IMAGE_ID),
         m.DeleteInstance(instance_id=INSTANCE, task_id=TASK),
@@ -61,7 +66,7 @@ def samples() -> dict[str, Message]:
             m.PowerStateChange(instance_id=INSTANCE, host="hv1",
                                power_state=PowerState.CRASHED, observed_at=1.7e9)]),
         m.GroupSummary(group="rack1", policy="spread", hosts_up=1, hosts_down=0,
-                       capacity=CAPACITY, used=RESERVED, largest_free=CAPACITY),
+                       hosts_empty=1, capacity=CAPACITY, used=RESERVED, largest_free=CAPACITY),
         m.InstanceStateChanged(instance_id=INSTANCE, project_id="alpha", status="ACTIVE",
                                vm_state="active", task_state=None, power_state="running",
                                host="hv1", fault=None),
@@ -72,6 +77,7 @@ def samples() -> dict[str, Message]:
 
 # The casts that change something somewhere: a redelivery must be done once.
 MUTATING = {
-    "build_instance", "instance_action", "delete_instance", "spawn", "power_action",
+    "build_instance", "build_instances", "instance_action", "delete_instance", "spawn",
+    "power_action",
     "destroy", "instance_event", "instance_update", "snapshot_instance", "snapshot_disk",
 }

@@ -16,13 +16,14 @@ import message_bus.messages  # noqa: F401  (registers every message)
 from message_bus.envelope import Message, registry
 
 FINGERPRINTS = {
-    "build_instance": "1.0-854b32aa8b10",
+    "build_instance": "1.1-e37d2e537709",
+    "build_instances": "1.0-b48d0fbd331e",
     "delete_instance": "1.0-90afd89b7f48",
     "describe_domain": "1.0-2fc4e713c6fe",
     "describe_instance": "1.0-b8924d6b6161",
     "destroy": "1.0-5d2d77bf6f42",
     "domain_report": "1.0-a17349b23605",
-    "group_summary": "1.0-dfa4829dc739",
+    "group_summary": "1.1-5b382f77cf1c",
     "host.state_changed": "1.0-3d5a0cefe8ed",
     "host_list": "1.0-5e8012fffa98",
     "host_report": "1.0-aed91f64109e",

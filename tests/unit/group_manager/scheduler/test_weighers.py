@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from group_manager.db.models import Host
-from group_manager.scheduler.weighers import POLICIES, RoundRobin
+from group_manager.scheduler.weighers import POLICIES, RoundRobin, order
 
 
 def host(name: str, *, vcpus: int = 16, memory_mb: int = 65536, used_vcpus: int = 0,
@@ -23,8 +23,8 @@ def test_spread_and_pack_are_each_others_reverse_on_load() -> None:
     hosts = [host("a", used_vcpus=8, used_memory_mb=32768, instances=4),
              host("b", used_vcpus=2, used_memory_mb=8192, instances=1),
              host("c")]
-    assert names(POLICIES["spread"].order("g", hosts)) == ["c", "b", "a"]
-    assert names(POLICIES["pack"].order("g", hosts)) == ["a", "b", "c"]
+    assert names(order(POLICIES["spread"](), "g", hosts)) == ["c", "b", "a"]
+    assert names(order(POLICIES["pack"](), "g", hosts)) == ["a", "b", "c"]
 
 
 def test_power_save_never_wakes_a_small_empty_host_while_a_busy_one_fits() -> None:
@@ -34,28 +34,28 @@ def test_power_save_never_wakes_a_small_empty_host_while_a_busy_one_fits() -> No
     other_empty = host("spare", vcpus=4, memory_mb=8192)
     hosts = [small_empty, big_busy, other_empty]
     # pack prefers whatever has least free: the small empty host (it wakes it up)...
-    assert names(POLICIES["pack"].order("g", hosts))[0] == "small"
+    assert names(order(POLICIES["pack"](), "g", hosts))[0] == "small"
     # ...power-save keeps the running host first and wakes empty ones by name.
-    assert names(POLICIES["power-save"].order("g", hosts)) == ["big", "small", "spare"]
+    assert names(order(POLICIES["power-save"](), "g", hosts)) == ["big", "small", "spare"]
 
 
 def test_power_save_packs_among_running_hosts() -> None:
     hosts = [host("a", used_vcpus=2, used_memory_mb=4096, instances=1),
              host("b", used_vcpus=8, used_memory_mb=32768, instances=4),
              host("c")]
-    assert names(POLICIES["power-save"].order("g", hosts)) == ["b", "a", "c"]
+    assert names(order(POLICIES["power-save"](), "g", hosts)) == ["b", "a", "c"]
 
 
 def test_round_robin_starts_after_the_host_chosen_last_whatever_the_load() -> None:
     rr = RoundRobin()
     hosts = [host("h3", instances=9, used_vcpus=15), host("h1"), host("h2")]
-    assert names(rr.order("g", hosts)) == ["h1", "h2", "h3"]
+    assert names(order(rr, "g", hosts)) == ["h1", "h2", "h3"]
     rr.chosen("g", "h1")
-    assert names(rr.order("g", hosts)) == ["h2", "h3", "h1"]
+    assert names(order(rr, "g", hosts)) == ["h2", "h3", "h1"]
     rr.chosen("g", "h3")
-    assert names(rr.order("g", hosts)) == ["h1", "h2", "h3"]
+    assert names(order(rr, "g", hosts)) == ["h1", "h2", "h3"]
     # A host that left the candidates (full, down) is skipped, the rotation goes on.
     rr.chosen("g", "h2")
-    assert names(rr.order("g", [h for h in hosts if h.name != "h3"])) == ["h1", "h2"]
+    assert names(order(rr, "g", [h for h in hosts if h.name != "h3"])) == ["h1", "h2"]
     # Each group rotates on its own.
-    assert names(rr.order("other", hosts)) == ["h1", "h2", "h3"]
+    assert names(order(rr, "other", hosts)) == ["h1", "h2", "h3"]
