@@ -13,6 +13,7 @@ from flask import request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from cloud_manager.errors import BadInput
+from message_bus.messages import ServerGroupPolicy
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"\S")]
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=255)]
@@ -27,6 +28,15 @@ class ServerCreate(_Strict):
     flavor: Ref
     image: Ref
     group: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,255}$")] | None = None
+    server_group: Ref | None = None
+    # Bounds and min <= max are checked by services.server_create (one message for both).
+    min_count: int = 1
+    max_count: int = 1
+
+
+class ServerGroupCreate(_Strict):
+    name: Name
+    policy: ServerGroupPolicy
 
 
 class ServerAction(_Strict):

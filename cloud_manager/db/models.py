@@ -1,4 +1,4 @@
-"""The Cloud Manager's API database: projects, flavors, instances.
+"""The Cloud Manager's API database: projects, flavors, server groups, instances.
 
 Image records are not here: the image store owns them (its own catalog, like
 Glance's), and the API asks it for them.
@@ -6,6 +6,10 @@ Glance's), and the API asks it for them.
 An instance row carries a copy of its flavor (as Nova embeds it), so a flavor can be
 deleted while servers built from it live on. ``task_id`` names the task in flight;
 events that carry another task id are late or duplicated and are dropped.
+
+Server groups live in ``cloud_server_groups``, not ``server_groups``: the Group
+Manager has a ``server_groups`` table of its own (its placement locks), and both
+tiers may share one database.
 """
 
 from __future__ import annotations
@@ -42,6 +46,25 @@ class Flavor(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ServerGroup(Base):
+    """A project's server group (Nova's os-server-groups): members placed together or apart.
+
+    ``group_name`` is the host group every member lives in, pinned by the first member
+    (under this row's lock, so concurrent first members agree): the policy can only be
+    honoured by one scheduler that sees all the members' claims.
+    """
+
+    __tablename__ = "cloud_server_groups"
+    __table_args__ = (sa.Index("ix_cloud_server_groups_project_name", "project_id", "name"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(sa.String(255))
+    policy: Mapped[str] = mapped_column(sa.String(32))
+    group_name: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Instance(Base):
     __tablename__ = "instances"
     __table_args__ = (
@@ -72,6 +95,11 @@ class Instance(Base):
     fault: Mapped[str | None] = mapped_column(sa.Text)
     fault_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     request_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # The server group it joined (None: none, or the group was deleted) and the
+    # multi-create request it came from (None: created alone).
+    server_group_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("cloud_server_groups.id"), index=True)
+    reservation_id: Mapped[str | None] = mapped_column(sa.String(16), index=True)
 
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

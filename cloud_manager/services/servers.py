@@ -1,5 +1,8 @@
 """Servers: create, list, show, act on and delete, on behalf of a project.
 
+Creating is ``services.server_create`` (one request may make several servers); its
+entry points are re-exported here.
+
 Every change of state goes through ``message_bus.lifecycle``: the table says whether
 an action is legal now (409 otherwise, naming the status) and which task it starts.
 The row is written before the bus message is sent; if the bus refuses the message,
@@ -10,43 +13,30 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloud_manager.auth import Principal
 from cloud_manager.context import CloudContext
-from cloud_manager.db.models import Flavor, Instance
-from cloud_manager.errors import BadInput, Conflict, NotFound, Unavailable
-from cloud_manager.services import flavors, groups, images, snapshots
+from cloud_manager.db.models import Instance
+from cloud_manager.errors import Conflict, NotFound, Unavailable
+from cloud_manager.services import snapshots
 from cloud_manager.services.notify import state_changed
+from cloud_manager.services.server_create import (  # noqa: F401 (re-exported)
+    Created,
+    CreateRequest,
+    create,
+    group_target,
+)
 from ironbark.db import utcnow
-from message_bus import context
-from message_bus.lifecycle import (
-    Action,
-    InvalidAction,
-    TaskState,
-    VmState,
-    begin,
-    status,
-)
-from message_bus.messages import (
-    BuildInstance,
-    DeleteInstance,
-    FlavorSpec,
-    ImageRef,
-    InstanceAction,
-)
+from message_bus.lifecycle import Action, InvalidAction, VmState, begin, status
+from message_bus.messages import DeleteInstance, InstanceAction
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("BUILD", "ACTIVE", "PAUSED", "SUSPENDED", "SHUTOFF", "REBOOT", "HARD_REBOOT",
             "ERROR")
-
-
-def group_target(group: str) -> str:
-    return f"group.{group}"
 
 
 def _scoped(principal: Principal, all_projects: bool = False) -> sa.ColumnElement[bool]:
@@ -70,80 +60,17 @@ def get(session: Session, principal: Principal, server_id: str, *,
 
 
 def listing(session: Session, principal: Principal, *, all_projects: bool = False,
-            status_filter: str | None = None, name: str | None = None) -> list[Instance]:
+            status_filter: str | None = None, name: str | None = None,
+            reservation_id: str | None = None) -> list[Instance]:
     query = sa.select(Instance).where(_scoped(principal, all_projects))
     if name is not None:
         query = query.where(Instance.name == name)
+    if reservation_id is not None:
+        query = query.where(Instance.reservation_id == reservation_id)
     rows = session.scalars(query.order_by(Instance.created_at, Instance.id)).all()
     if status_filter is not None:
         rows = [r for r in rows if status(r.vm_state, r.task_state) == status_filter]
     return list(rows)
-
-
-def create(ctx: CloudContext, principal: Principal, *, name: str, flavor_ref: str,
-           image_ref: str, group: str | None) -> Instance:
-    now = utcnow()
-    with ctx.sessions() as session:
-        if flavors.find(session, principal, flavor_ref) is None:
-            raise BadInput(f"no flavor with id or name '{flavor_ref}'", field="flavor")
-    # The image store owns image records: ask it (over HTTP) outside any transaction.
-    image = images.bootable(ctx, principal, image_ref)
-    with ctx.sessions.begin() as session:
-        flavor = flavors.find(session, principal, flavor_ref)
-        if flavor is None:
-            raise BadInput(f"no flavor with id or name '{flavor_ref}'", field="flavor")
-        _check_fits(flavor, image)
-        chosen = groups.choose(session, group, flavor, ctx.config.cloud.group_stale_after)
-        instance = Instance(
-            id=str(uuid.uuid4()), project_id=principal.project_id, name=name,
-            flavor_id=flavor.id, flavor_name=flavor.name, vcpus=flavor.vcpus,
-            memory_mb=flavor.memory_mb, disk_gb=flavor.disk_gb, image_id=image["id"],
-            image_name=image["name"], vm_state=VmState.BUILDING.value,
-            task_state=TaskState.SCHEDULING.value, task_id=str(uuid.uuid4()),
-            task_deadline=ctx.deadline(TaskState.SCHEDULING, now), group_name=chosen,
-            request_id=context.current_request_id(), created_at=now,
-        )
-        if chosen is None:
-            stale = ctx.config.cloud.group_stale_after
-            instance.vm_state, instance.task_state = VmState.ERROR.value, None
-            instance.task_id = instance.task_deadline = None
-            instance.fault = (f"No valid host: no Group Manager with hosts up has reported "
-                              f"in the last {stale:g} s")
-            instance.fault_at = now
-        session.add(instance)
-        build = BuildInstance(
-            instance_id=instance.id, project_id=principal.project_id, name=name,
-            flavor=FlavorSpec(name=flavor.name, vcpus=flavor.vcpus, memory_mb=flavor.memory_mb,
-                              disk_gb=flavor.disk_gb),
-            image=ImageRef(id=image["id"], name=image["name"],
-                           disk_format=image["disk_format"], size=image["size"],
-                           sha256=image["sha256"]),
-            task_id=instance.task_id or "",
-        )
-    if chosen is not None:
-        try:
-            ctx.bus.cast(group_target(chosen), build)
-        except Exception as exc:
-            with ctx.sessions.begin() as session:
-                session.execute(sa.delete(Instance).where(Instance.id == instance.id))
-            raise Unavailable(f"the message bus is unavailable ({exc}); nothing was created") \
-                from exc
-        log.info("server %s (%s) sent to group %s", instance.id, name, chosen)
-    else:
-        log.warning("server %s: %s", instance.id, instance.fault)
-    state_changed(ctx, instance)
-    return instance
-
-
-def _check_fits(flavor: Flavor, image: dict[str, Any]) -> None:
-    """The image's minimums, as Nova checks them (a 0 GB root disk takes the image's size)."""
-    min_ram, min_disk = image.get("min_ram") or 0, image.get("min_disk") or 0
-    if flavor.memory_mb < min_ram:
-        raise BadInput(f"flavor '{flavor.name}' has {flavor.memory_mb} MiB of memory; image "
-                       f"'{image['name']}' needs at least {min_ram} MiB", field="flavor")
-    if flavor.disk_gb and flavor.disk_gb < min_disk:
-        raise BadInput(f"flavor '{flavor.name}' has a {flavor.disk_gb} GB disk; image "
-                       f"'{image['name']}' needs at least {min_disk} GB", field="flavor")
 
 
 def act(ctx: CloudContext, principal: Principal, server_id: str, action: Action) -> Instance:

@@ -78,6 +78,8 @@ GROUP_COLUMNS = (
     Column("Policy", field("policy")),
     Column("Hosts up", field("hosts_up"), "right"),
     Column("Hosts down", field("hosts_down"), "right"),
+    # Up hosts running nothing (the power-save policy keeps them so, to be powered off).
+    Column("Hosts empty", field("hosts_empty"), "right"),
     Column("vCPU used/capacity", group_usage("vcpus"), "right"),
     Column("RAM MiB used/capacity", group_usage("memory_mb"), "right"),
     Column("Disk GB used/capacity", group_usage("disk_gb"), "right"),

@@ -81,23 +81,69 @@ main.add_command(group)
 _DATA_DIR = click.Path(file_okay=False, path_type=Path)
 
 
+def _host_mix(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Check the mix here so that a bad one is a usage error naming ``--host-mix``."""
+    from ironbark.host_mix import parse_host_mix
+
+    if value is not None:
+        try:
+            parse_host_mix(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @main.command("up")
-@click.option("--hosts", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Number of simulated hypervisor hosts.")
+@click.option("--hosts", type=click.IntRange(1, 10000), default=None,
+              help="Number of simulated hypervisor hosts [default: scale.hosts, 2].")
+@click.option("--groups", type=click.IntRange(1, 64), default=None,
+              help="Groups (availability zones az1..azN) to spread the hosts over "
+                   "[default: scale.groups, 1: the [group] name].")
+@click.option("--host-mix", default=None, metavar="MIX", callback=_host_mix,
+              help="Host sizes as VCPUSxGIB[:WEIGHT],... e.g. 32x128:1,64x256:1 "
+                   "[default: scale.host_mix, or the [host] simulated_* sizes].")
+@click.option("--seed", type=int, default=None,
+              help="Which host gets which size of the mix [default: scale.seed].")
 @click.option("--port", type=click.IntRange(1, 65535), default=8774, show_default=True,
               help="Port of the API.")
 @click.option("--data-dir", type=_DATA_DIR, default=None, help="Where the cloud keeps its state.")
 @click.option("--config", "config_path", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Configuration file (TOML).")
+@click.option("--multi-process", is_flag=True, default=False,
+              help="Run every tier as its own process (one Group Manager and one "
+                   "Instance Manager process per group) on a broker and a database.")
+@click.option("--bus-url", default=None, metavar="URL",
+              help="With --multi-process: the broker, amqp://... [default: bus.url].")
+@click.option("--database-url", default=None, metavar="URL",
+              help="With --multi-process: the Cloud Manager's database; with PostgreSQL "
+                   "each group gets <database>_<group> [default: database.url].")
 @click.pass_context
 def up(
-    ctx: click.Context, hosts: int, port: int, data_dir: Path | None, config_path: Path | None
+    ctx: click.Context, hosts: int | None, groups: int | None, host_mix: str | None,
+    seed: int | None, port: int, data_dir: Path | None, config_path: Path | None,
+    multi_process: bool, bus_url: str | None, database_url: str | None,
 ) -> None:
     """Run an all-in-one cloud here; writes the credentials the CLI uses."""
+    if hosts is not None and groups is not None and hosts < groups:
+        raise click.BadParameter(f"{hosts} hosts cannot fill {groups} groups (every group "
+                                 f"needs a host)", param_hint="'--hosts'")
+    if multi_process:
+        from ironbark import lab
+
+        ctx.exit(lab.run(hosts=hosts, groups=groups, host_mix=host_mix, seed=seed, port=port,
+                         data_dir=data_dir, config_path=config_path, bus_url=bus_url,
+                         database_url=database_url))
+    for flag, value in (("--bus-url", bus_url), ("--database-url", database_url)):
+        if value is not None:
+            raise click.UsageError(f"{flag} needs --multi-process (the all-in-one cloud "
+                                   f"uses memory:// and SQLite)")
     from ironbark import allinone
 
-    ctx.exit(allinone.run(hosts=hosts, port=port, data_dir=data_dir, config_path=config_path))
+    scale = {k: v for k, v in (("groups", groups), ("host_mix", host_mix), ("seed", seed))
+             if v is not None}
+    ctx.exit(allinone.run(hosts=hosts, port=port, data_dir=data_dir, config_path=config_path,
+                          **scale))
 
 
 @main.command("down")

@@ -2,7 +2,8 @@
 
 A SERVER argument is an id or an exact name (see ``ApiClient.find_server``). Create
 and actions print the server as the API returned it, or as it settled with
-``--wait``, so a script gets the resulting state from the same call.
+``--wait``, so a script gets the resulting state from the same call. A create of
+several servers (``--min``/``--max``) prints them all, as a list.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from ironbark.cli.client import SERVER_ACTIONS, ApiClient, ApiError, is_uuid
 from ironbark.cli.context import get_client
 from ironbark.cli.images import IMAGE_ORDER
 from ironbark.cli.output import Column, field, format_option, print_error, print_list, print_show
+from ironbark.cli.server_group_calls import create_servers
+from ironbark.cli.server_groups import server_group
 from ironbark.cli.snapshot_wait import wait_for_snapshot
 from ironbark.cli.wait import DEFAULT_TIMEOUT, WaitError, wait_for_delete, wait_for_server
 
@@ -28,8 +31,8 @@ STATUSES = (
 # The order of `server show` rows: identity, then state, then what it runs on, then times.
 SERVER_ORDER = (
     "id", "name", "project_id", "status", "vm_state", "task_state", "power_state",
-    "flavor", "image", "group", "host", "fault", "created_at", "updated_at", "launched_at",
-    "request_id",
+    "flavor", "image", "group", "server_group", "reservation_id", "host", "fault",
+    "created_at", "updated_at", "launched_at", "request_id",
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,6 +53,11 @@ def server_columns(servers: list[dict[str, Any]]) -> list[Column]:
     if any(s.get("host") is not None for s in servers):
         columns.append(Column("Host", field("host")))
     return columns
+
+
+def batch_columns(servers: list[dict[str, Any]]) -> list[Column]:
+    """The servers of one multi-create: the `server list` columns and their reservation."""
+    return [*server_columns(servers), Column("Reservation", field("reservation_id"))]
 
 
 def wait_options(func: F) -> F:
@@ -81,18 +89,60 @@ def server() -> None:
 @click.option("--flavor", required=True, help="Flavor id or name.")
 @click.option("--image", required=True, help="Image id or name.")
 @click.option("--group", default=None, help="Host group to place it in (default: any).")
+@click.option("--server-group", default=None, metavar="SERVER_GROUP",
+              help="Server group (id or name) the new servers join.")
+@click.option("--min", "min_count", type=int, default=None, metavar="N",
+              help="Create at least N servers, or none (default 1).")
+@click.option("--max", "max_count", type=int, default=None, metavar="N",
+              help="Create up to N servers, named NAME-1 .. NAME-N (default: --min).")
 @wait_options
 @format_option
 @click.argument("name")
+@click.pass_context
 def create(
-    name: str, flavor: str, image: str, group: str | None, wait: bool, timeout: float, fmt: str
+    ctx: click.Context, name: str, flavor: str, image: str, group: str | None,
+    server_group: str | None, min_count: int | None, max_count: int | None, wait: bool,
+    timeout: float, fmt: str,
 ) -> None:
-    """Create a server called NAME."""
+    """Create a server called NAME (or several: --min/--max)."""
     client = get_client()
-    created = client.create_server(name, flavor, image, group)
+    if max_count is None:
+        max_count = min_count  # `--min 3` alone means exactly 3, as a user would read it
+    # The bounds are left to the API, which names the field at fault in its 400 answer.
+    created = create_servers(client, name, flavor, image, group=group,
+                             server_group=server_group, min_count=min_count,
+                             max_count=max_count)
+    if created.reservation_id is None:
+        (one,) = created.servers
+        if wait:
+            one = wait_for_server(client, one, timeout)
+        print_show(one, fmt, SERVER_ORDER)
+        return
+    servers, errors = created.servers, []
     if wait:
-        created = wait_for_server(client, created, timeout)
-    print_show(created, fmt, SERVER_ORDER)
+        servers, errors = _wait_all(client, servers, timeout)
+    print_list(servers, batch_columns(servers), fmt)
+    for error in errors:
+        print_error(error)
+    if errors:
+        ctx.exit(1)
+
+
+def _wait_all(
+    client: ApiClient, servers: list[dict[str, Any]], timeout: float
+) -> tuple[list[dict[str, Any]], list[WaitError]]:
+    """Every server as it settled (one time budget for all: they build concurrently),
+    and the failures: the ones that went to ERROR or did not settle in time."""
+    deadline = time.monotonic() + timeout
+    settled: list[dict[str, Any]] = []
+    errors: list[WaitError] = []
+    for one in servers:
+        try:
+            settled.append(wait_for_server(client, one, timeout, deadline=deadline))
+        except WaitError as exc:
+            settled.append(exc.server)
+            errors.append(exc)
+    return settled, errors
 
 
 @server.command("list")
@@ -193,6 +243,9 @@ for _action in SERVER_ACTIONS:
 def reboot(server_ref: str, hard: bool, wait: bool, timeout: float, fmt: str) -> None:
     """Reboot a server (soft unless --hard)."""
     _act(server_ref, "reboot", wait, timeout, fmt, kind="hard" if hard else "soft")
+
+
+server.add_command(server_group)
 
 
 # -- snapshots ---------------------------------------------------------------------------

@@ -4,4 +4,10 @@ from flask import Blueprint
 
 blueprint = Blueprint("native", __name__)
 
-from cloud_manager.api.native import flavors, hosts, images, servers  # noqa: E402, F401
+from cloud_manager.api.native import (  # noqa: E402, F401
+    flavors,
+    hosts,
+    images,
+    server_groups,
+    servers,
+)

@@ -21,15 +21,21 @@ from message_bus.lifecycle import Action
 
 @blueprint.post("/servers")
 def create_server() -> tuple[Response, int]:
+    """One server answers ``{"server"}``; a multi-create (max_count > 1), as Nova's
+    ``return_reservation_id`` does, ``{"reservation_id", "servers"}``."""
     body = parse_body(ServerCreate)
-    instance = servers.create(cloud(), caller(), name=body.name, flavor_ref=body.flavor,
-                              image_ref=body.image, group=body.group)
-    return jsonify({"server": views.server(instance, caller())}), 202
+    created = servers.create(cloud(), caller(), servers.CreateRequest(
+        name=body.name, flavor_ref=body.flavor, image_ref=body.image, group=body.group,
+        server_group=body.server_group, min_count=body.min_count, max_count=body.max_count))
+    shown = [views.server(i, caller()) for i in created.instances]
+    if created.reservation_id is None:
+        return jsonify({"server": shown[0]}), 202
+    return jsonify({"reservation_id": created.reservation_id, "servers": shown}), 202
 
 
 @blueprint.get("/servers")
 def list_servers() -> Response:
-    query = parse_query({"all_projects", "status", "name"})
+    query = parse_query({"all_projects", "status", "name", "reservation_id"})
     all_projects = parse_bool("all_projects", query.get("all_projects"))
     if all_projects and not caller().is_admin:
         raise Forbidden("all_projects is for the cloud's administrators")
@@ -40,7 +46,8 @@ def list_servers() -> Response:
     with cloud().sessions() as session:
         rows = servers.listing(session, caller(), all_projects=all_projects,
                                status_filter=wanted.upper() if wanted else None,
-                               name=query.get("name"))
+                               name=query.get("name"),
+                               reservation_id=query.get("reservation_id"))
         return jsonify({"servers": [views.server(r, caller()) for r in rows]})
 
 

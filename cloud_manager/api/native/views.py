@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from cloud_manager.auth import Principal
-from cloud_manager.db.models import Flavor, Group, Instance
+from cloud_manager.db.models import Flavor, Group, Instance, ServerGroup
 from message_bus.lifecycle import status
 from message_bus.messages import HostView
 
@@ -40,7 +40,16 @@ def server(instance: Instance, principal: Principal) -> dict[str, Any]:
         "updated_at": iso(instance.updated_at),
         "launched_at": iso(instance.launched_at),
         "request_id": instance.request_id,
+        "server_group": instance.server_group_id,
+        "reservation_id": instance.reservation_id,
     }
+
+
+def server_group(sg: ServerGroup, members: list[str]) -> dict[str, Any]:
+    """``group``: the host group the members live in, null while there is none."""
+    return {"id": sg.id, "name": sg.name, "policy": sg.policy, "project_id": sg.project_id,
+            "group": sg.group_name if members else None, "members": members,
+            "created_at": iso(sg.created_at)}
 
 
 def flavor(f: Flavor) -> dict[str, Any]:
@@ -74,5 +83,6 @@ def group(g: Group, fresh: bool) -> dict[str, Any]:
     summary = g.summary
     return {"name": g.name, "state": "up" if fresh else "stale", "policy": g.policy,
             "hosts_up": g.hosts_up, "hosts_down": g.hosts_down,
+            "hosts_empty": summary.get("hosts_empty"),
             "capacity": summary.get("capacity"), "used": summary.get("used"),
             "largest_free": summary.get("largest_free"), "last_seen_at": iso(g.last_seen_at)}

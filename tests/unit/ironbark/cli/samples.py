@@ -24,6 +24,8 @@ SERVER: dict[str, Any] = {
     "updated_at": "2026-11-22T10:00:05Z",
     "launched_at": "2026-11-22T10:00:05Z",
     "request_id": "req-3f1c2a4e-1111-4222-8333-944455556666",
+    "server_group": None,
+    "reservation_id": None,
 }
 
 FLAVOR: dict[str, Any] = {
@@ -56,6 +58,7 @@ HOST: dict[str, Any] = {
 
 GROUP: dict[str, Any] = {
     "name": "rack1", "state": "up", "policy": "spread", "hosts_up": 2, "hosts_down": 0,
+    "hosts_empty": 1,
     "capacity": {"vcpus": 64, "memory_mb": 47616, "disk_gb": 200},
     "used": {"vcpus": 3, "memory_mb": 1536, "disk_gb": 3},
     "largest_free": {"vcpus": 32, "memory_mb": 23808, "disk_gb": 100},
@@ -68,3 +71,10 @@ def server(**changes: Any) -> dict[str, Any]:
     obj = copy.deepcopy(SERVER)
     obj.update(changes)
     return obj
+
+
+SERVER_GROUP: dict[str, Any] = {
+    "id": "7a1f0c3e-2b4d-4e6f-8a9b-0c1d2e3f4a5b", "name": "web", "policy": "anti-affinity",
+    "project_id": "demo", "group": "rack1", "members": [SERVER_ID],
+    "created_at": "2026-11-22T09:30:00Z",
+}

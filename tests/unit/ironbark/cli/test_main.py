@@ -118,7 +118,7 @@ def test_up_delegates_with_defaults(runner: CliRunner, allinone: FakeAllInOne) -
     result = runner.invoke(main, ["up"])
     assert result.exit_code == 3
     assert allinone.calls == [
-        ("run", {"hosts": 2, "port": 8774, "data_dir": None, "config_path": None})
+        ("run", {"hosts": None, "port": 8774, "data_dir": None, "config_path": None})
     ]
 
 

@@ -119,7 +119,7 @@ def test_unreachable_group_warning_names_the_group() -> None:
 def test_group_list() -> None:
     rows = lines(render_table([GROUP], GROUP_COLUMNS))
     assert rows[2] == [
-        "rack1", "up", "spread", "2", "0", "3/64", "1536/47616", "3/200",
+        "rack1", "up", "spread", "2", "0", "1", "3/64", "1536/47616", "3/200",
         "32", "vCPU,", "23808", "MiB,", "100", "GB", "2026-11-22T10:00:00Z",
     ]
 
