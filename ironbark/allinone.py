@@ -5,6 +5,11 @@ host) and a local image directory, all under one data directory, so state surviv
 a restart. The tiers are the same classes the standalone processes run; only the
 transport and the process boundary differ. ``ironbark up`` runs this in the
 foreground; the tests start it in-process.
+
+By default: two hosts in one group (``[group] name``). In scale mode (``[scale]``,
+``ironbark up --hosts 1000 --groups 4 --host-mix 32x128:1,64x256:1``) the hosts are
+spread over several groups, each with its own Group Manager and database, and their
+sizes come from a mix (see ironbark/simulation.py).
 """
 
 from __future__ import annotations
@@ -25,11 +30,9 @@ from group_manager.manager import GroupManager
 from image_store.client import ImageStoreClient
 from image_store.factory import open_store
 from image_store.service import create_app as image_store_app
-from instance_manager.context import HostContext
-from instance_manager.driver.libvirt import from_options
-from instance_manager.image_cache import ImageCache
 from instance_manager.manager import InstanceManager
-from ironbark.config import Config, HostOptions
+from ironbark import simulation
+from ironbark.config import Config
 from ironbark.db import create_engine
 from ironbark.wsgi import ThreadedServer
 from message_bus import Bus
@@ -38,15 +41,19 @@ log = logging.getLogger(__name__)
 
 
 class AllInOne:
-    """Every tier of a cloud with ``hosts`` simulated hosts, in this process."""
+    """Every tier of a cloud with ``hosts`` simulated hosts (default ``scale.hosts``),
+    in this process. ``group`` is the first group's manager, ``groups`` all of them."""
 
-    def __init__(self, config: Config, hosts: int = 2):
+    def __init__(self, config: Config, hosts: int | None = None):
         if config.bus.url != "memory://" and not config.bus.url.startswith("amqp"):
             raise ValueError(f"unsupported bus URL {config.bus.url}")
-        self.config, self.host_count = config, hosts
+        self.layout = simulation.plan(config, hosts)
+        self.config, self.host_count = config, len(self.layout.hosts)
         self.bus = Bus(config.bus.url, sender="all-in-one", namespace=config.bus.namespace,
                        polling_interval=config.bus.polling_interval)
         self.instance_managers: list[InstanceManager] = []
+        self.groups: list[GroupManager] = []
+        self._hosts: simulation.SimulatedHosts | None = None
         self._servers: list[ThreadedServer] = []
         self.stopped = False
 
@@ -68,20 +75,24 @@ class AllInOne:
                                                           cfg.image_store.token))
         self.cloud.migrate()
         self.cloud.register()
-        self.group = GroupManager(cfg.group, self.bus, create_engine(cfg.group.database_url),
-                                  cfg.bus.rpc_timeout)
-        self.group.migrate()
-        self.group.register()
-        for index in range(1, self.host_count + 1):
-            self.instance_managers.append(self._instance_manager(f"host{index}",
-                                                                 store_server.url))
-        for im in self.instance_managers:
-            im.register()
+        for name in self.layout.groups:
+            options = simulation.group_options(cfg, self.layout, name)
+            assert options.database_url is not None
+            manager = GroupManager(options, self.bus, create_engine(options.database_url),
+                                   cfg.bus.rpc_timeout)
+            manager.migrate()
+            manager.register()
+            self.groups.append(manager)
+        self.group = self.groups[0]
+        self._hosts = simulation.SimulatedHosts(cfg, self.bus, self.layout,
+                                                store_server.url).build()
+        self.instance_managers = self._hosts.managers
+        self._hosts.register()
 
         self.bus.start()
-        self.group.start()
-        for im in self.instance_managers:
-            im.start()
+        for group in self.groups:
+            group.start()
+        self._hosts.start()
         self.cloud.start()
         self._seed(store_server.url)
         api = ThreadedServer(self.cloud.app(), cfg.api.host, cfg.api.port).start()
@@ -90,33 +101,21 @@ class AllInOne:
         self._wait_ready(ready_timeout)
         return self
 
-    def _instance_manager(self, name: str, store_url: str) -> InstanceManager:
-        cfg = self.config
-        state_dir = cfg.data_dir / "hosts" / name
-        options = HostOptions.model_validate({
-            **cfg.host.model_dump(), "name": name, "group": cfg.group.name,
-            "state_dir": state_dir, "hypervisor_uri": f"test://{state_dir / 'host.xml'}",
-        })
-        assert cfg.image_store.token is not None
-        store = ImageStoreClient(store_url, cfg.image_store.token)
-        cache = ImageCache.for_host(options, store)
-        return InstanceManager(HostContext(options, from_options(options), self.bus, cache,
-                                           store=store))
-
     def _seed(self, store_url: str) -> None:
         assert self.config.image_store.token is not None
         with ImageStoreClient(store_url, self.config.image_store.token) as store:
             bootstrap.seed(self.cloud.sessions, store)
 
     def _wait_ready(self, timeout: float) -> None:
-        """Until every host has reported and the cloud has the group's summary."""
+        """Until every host has reported and the cloud has every group's summary."""
         from cloud_manager.services import groups
 
+        expected = self.layout.counts()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.cloud.sessions() as session:
                 known = {g.name: g.hosts_up for g in groups.all_groups(session)}
-            if known.get(self.config.group.name) == self.host_count:
+            if all(known.get(name) == count for name, count in expected.items()):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"the cloud did not become ready within {timeout:g} s "
@@ -129,12 +128,13 @@ class AllInOne:
         for server in reversed(self._servers[1:]):
             server.stop()
         self.cloud.stop()
-        for im in self.instance_managers:
-            im.stop()
-        self.group.stop()
+        if self._hosts is not None:
+            self._hosts.stop()
+        for group in self.groups:
+            group.stop()
         self.bus.stop()
-        for im in self.instance_managers:
-            im.close()
+        if self._hosts is not None:
+            self._hosts.close()
         if self._servers:
             self._servers[0].stop()
 
@@ -147,7 +147,9 @@ class AllInOne:
 # --- ironbark up / ironbark down -----------------------------------------------------------
 
 
-def _lock(data_dir: Path) -> IO[str]:
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold the data directory's lock while a cloud runs on it (``ironbark down`` waits
+    for it), or exit saying a cloud already runs there."""
     data_dir.mkdir(parents=True, exist_ok=True)
     handle = open(data_dir / "ironbark.lock", "w")  # noqa: SIM115 (held while running)
     try:
@@ -158,9 +160,19 @@ def _lock(data_dir: Path) -> IO[str]:
     return handle
 
 
-def run(hosts: int = 2, port: int = 8774, data_dir: str | Path | None = None,
-        config_path: str | Path | None = None) -> int:
-    """``ironbark up``: start the all-in-one cloud and serve until Ctrl-C."""
+def scale_overrides(hosts: int | None = None, groups: int | None = None,
+                    host_mix: str | None = None, seed: int | None = None) -> dict[str, Any]:
+    """The ``[scale]`` options given on the command line (None: from the config)."""
+    given = {"hosts": hosts, "groups": groups, "host_mix": host_mix, "seed": seed}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def run(hosts: int | None = None, port: int = 8774, data_dir: str | Path | None = None,
+        config_path: str | Path | None = None, *, groups: int | None = None,
+        host_mix: str | None = None, seed: int | None = None) -> int:
+    """``ironbark up``: start the all-in-one cloud and serve until Ctrl-C.
+
+    ``hosts``, ``groups``, ``host_mix`` and ``seed`` override ``[scale]``."""
     from ironbark.cli.credentials import write_credentials
     from ironbark.runtime import load_config_or_exit, wait_for_shutdown
 
@@ -168,20 +180,31 @@ def run(hosts: int = 2, port: int = 8774, data_dir: str | Path | None = None,
     # tiers), so it takes any free port rather than contend for a fixed one.
     overrides: dict[str, Any] = {"api": {"port": port}, "bus": {"url": "memory://"},
                                  "image_store": {"port": 0}}
+    scale = scale_overrides(hosts, groups, host_mix, seed)
+    if scale:
+        overrides["scale"] = scale
     if data_dir is not None:
         overrides["data_dir"] = Path(data_dir).expanduser().resolve()
     cfg = load_config_or_exit(config_path, **overrides)
-    lock = _lock(cfg.data_dir)
+    try:
+        layout = simulation.plan(cfg)
+    except simulation.ScaleError as exc:
+        print(f"ironbark: {exc}", file=sys.stderr)
+        return 2
+    lock = lock_data_dir(cfg.data_dir)
     pid_file = cfg.data_dir / "ironbark.pid"
     pid_file.write_text(f"{os.getpid()}\n")
+    if len(layout.hosts) > 50:
+        print(f"starting {len(layout.hosts)} simulated hosts...", flush=True)
+    started = time.monotonic()
     try:
-        cloud = AllInOne(cfg, hosts).start()
+        cloud = AllInOne(cfg).start(ready_timeout=60.0 + len(layout.hosts) * 0.1)
     except OSError as exc:
         print(f"ironbark: cannot start: {exc} (is port {port} in use?)", file=sys.stderr)
         return 1
     creds = write_credentials(cloud.api_url, cloud.admin_token, ADMIN_PROJECT)
-    print(f"Ironbark all-in-one cloud is up: {hosts} simulated hosts in group "
-          f"'{cfg.group.name}', data in {cfg.data_dir}")
+    print(f"Ironbark all-in-one cloud is up in {time.monotonic() - started:.1f} s: "
+          f"{layout.describe()}; data in {cfg.data_dir}")
     print(f"  API endpoint: {cloud.api_url}")
     print(f"  admin token:  {cloud.admin_token}   (project {ADMIN_PROJECT}, "
           f"id {project_id(ADMIN_PROJECT)})")

@@ -30,7 +30,7 @@ def _hosts(api: Api) -> dict[str, dict]:
     return {h["name"]: h for h in api.get("/v1/hosts").body["hosts"]}
 
 
-def test_200_concurrent_creates_fill_capacity_exactly(make_cloud: CloudFactory) -> None:
+def test_1000_concurrent_creates_fill_capacity_exactly(make_cloud: CloudFactory) -> None:
     # 4 hosts x 1 vCPU x ratio 16 = 64 one-vCPU servers; RAM and disk are ample.
     cloud = make_cloud(hosts=4, host={"simulated_vcpus": 1, "simulated_memory_mb": 65536})
     api = Api(cloud.api_url, cloud.admin_token)
@@ -39,12 +39,12 @@ def test_200_concurrent_creates_fill_capacity_exactly(make_cloud: CloudFactory) 
     def create(i: int) -> str:
         return api.create(f"vm{i}", "one")["id"]
 
-    with ThreadPoolExecutor(16) as pool:
-        ids = list(pool.map(create, range(200)))
-    servers = [api.wait(i, timeout=60) for i in ids]
+    with ThreadPoolExecutor(32) as pool:
+        ids = list(pool.map(create, range(1000)))
+    servers = [api.wait(i, timeout=120) for i in ids]
 
     by_status = collections.Counter(s["status"] for s in servers)
-    assert by_status == {"ACTIVE": 64, "ERROR": 136}, by_status
+    assert by_status == {"ACTIVE": 64, "ERROR": 936}, by_status
     for s in servers:
         if s["status"] == "ERROR":
             assert "not enough vCPUs (need 1 vCPU, largest free 0 vCPU)" in \
@@ -150,6 +150,9 @@ def test_power_save_fills_running_hosts_and_leaves_the_rest_empty(
     assert hosts[4] == hosts[5] != "host1"  # one more host woken, and filled next
     listing = _hosts(api)
     assert sorted(h["instances"] for h in listing.values()) == [0, 2, 4]
+    # The group reports how many hosts are empty (could be powered off).
+    wait_for(lambda: api.get("/v1/groups").body["groups"][0]["hosts_empty"] == 1,
+             what="the group summary to count one empty host")
 
 
 def test_no_valid_host_names_every_reason(make_cloud: CloudFactory) -> None:
@@ -176,3 +179,54 @@ def test_a_down_host_gets_no_new_work(make_cloud: CloudFactory) -> None:
     assert {api.boot(f"d{i}")["host"] for i in range(4)} == {"host2"}
     cloud.instance_managers[0].start()  # reports resume: the host is up again
     wait_for(lambda: _hosts(api)["host1"]["state"] == "up", what="host1 up again")
+
+
+def _anti_affinity_group(api: Api, name: str) -> str:
+    r = api.post("/v1/server-groups", {"name": name, "policy": "anti-affinity"})
+    assert r.status == 201, r
+    return r.body["server_group"]["id"]
+
+
+def _six_on_five(servers: list[dict], group_id: str) -> None:
+    by_status = collections.Counter(s["status"] for s in servers)
+    assert by_status == {"ACTIVE": 5, "ERROR": 1}, servers
+    assert len({s["host"] for s in servers if s["status"] == "ACTIVE"}) == 5
+    refused = next(s for s in servers if s["status"] == "ERROR")
+    assert "already run a member of anti-affinity server group 'web'" in \
+        refused["fault"]["message"] and group_id in refused["fault"]["message"], refused
+
+
+def test_anti_affinity_group_of_6_on_5_hosts(make_cloud: CloudFactory) -> None:
+    cloud = make_cloud(hosts=5, group={"scheduler_policy": "pack"})  # pack would stack them
+    api = Api(cloud.api_url, cloud.admin_token)
+    group_id = _anti_affinity_group(api, "web")
+    servers = [api.boot(f"web{i}", server_group="web") for i in range(6)]
+    _six_on_five(servers, group_id)
+    assert servers[5]["status"] == "ERROR"
+
+
+def test_anti_affinity_group_of_6_on_5_hosts_created_concurrently(
+        make_cloud: CloudFactory) -> None:
+    cloud = make_cloud(hosts=5, group={"scheduler_policy": "pack"})
+    api = Api(cloud.api_url, cloud.admin_token)
+    group_id = _anti_affinity_group(api, "web")
+    with ThreadPoolExecutor(6) as pool:
+        ids = list(pool.map(lambda i: api.create(f"web{i}", server_group="web")["id"],
+                            range(6)))
+    _six_on_five([api.wait(i) for i in ids], group_id)
+    assert _domains_per_host(cloud) == {f"host{i}": 1 for i in range(1, 6)}
+
+
+def test_a_virtual_cluster_that_cannot_all_fit_apart_is_not_built_at_all(
+        make_cloud: CloudFactory) -> None:
+    cloud = make_cloud(hosts=5)
+    api = Api(cloud.api_url, cloud.admin_token)
+    _anti_affinity_group(api, "web")
+    r = api.post("/v1/servers", {"name": "web", "flavor": "m1.tiny", "image": "demo",
+                                 "server_group": "web", "min_count": 6, "max_count": 6})
+    assert r.status == 202, r
+    servers = [api.wait(s["id"]) for s in r.body["servers"]]
+    assert {s["status"] for s in servers} == {"ERROR"}, servers
+    assert "only 5 of the 6 servers" in servers[0]["fault"]["message"]
+    assert all(h["instances"] == 0 for h in _hosts(api).values())
+    assert _domains_per_host(cloud) == {f"host{i}": 0 for i in range(1, 6)}
