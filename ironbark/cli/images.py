@@ -21,6 +21,7 @@ from ironbark.cli.context import get_client
 from ironbark.cli.output import (
     Column,
     field,
+    for_each_ref,
     format_option,
     print_error,
     print_list,
@@ -236,15 +237,7 @@ def delete(ctx: click.Context, image_refs: tuple[str, ...]) -> None:
 
     Every image is tried even if one fails; the exit code is 1 if any did.
     """
-    client = get_client()
-    failed = False
-    for ref in image_refs:
-        try:
-            client.delete_image(ref)
-        except ApiError as exc:
-            print_error(exc)
-            failed = True
-    if failed:
+    if not for_each_ref(image_refs, get_client().delete_image):
         ctx.exit(1)
 
 

@@ -139,5 +139,18 @@ def print_error(exc: Exception) -> None:
     click.echo(error_line(exc), err=True)
 
 
+def for_each_ref(refs: Iterable[str], action: Callable[[str], object]) -> bool:
+    """Run ``action`` on every ref even if some fail (each failure printed); True if
+    all succeeded. Commands that take several refs exit 1 when this is False."""
+    ok = True
+    for ref in refs:
+        try:
+            action(ref)
+        except ApiError as exc:
+            print_error(exc)
+            ok = False
+    return ok
+
+
 def warn(message: str) -> None:
     click.echo(f"Warning: {message}", err=True)

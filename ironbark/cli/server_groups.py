@@ -12,9 +12,15 @@ from typing import Any
 
 import click
 
-from ironbark.cli.client import ApiError
 from ironbark.cli.context import get_client
-from ironbark.cli.output import Column, field, format_option, print_error, print_list, print_show
+from ironbark.cli.output import (
+    Column,
+    field,
+    for_each_ref,
+    format_option,
+    print_list,
+    print_show,
+)
 from ironbark.cli.server_group_calls import (
     create_server_group,
     delete_server_group,
@@ -87,12 +93,5 @@ def delete(ctx: click.Context, refs: tuple[str, ...]) -> None:
     Every group is tried even if one fails; the exit code is 1 if any did.
     """
     client = get_client()
-    failed = False
-    for ref in refs:
-        try:
-            delete_server_group(client, ref)
-        except ApiError as exc:
-            print_error(exc)
-            failed = True
-    if failed:
+    if not for_each_ref(refs, lambda ref: delete_server_group(client, ref)):
         ctx.exit(1)

@@ -12,25 +12,16 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import Cloud
-from tests.e2e.test_cli import parse_table, show_fields
+from tests.e2e.test_cli import as_json, parse_table, show_fields
 
 pytestmark = pytest.mark.e2e
 
 MIB = 1024 * 1024
 
-
-def as_json(cloud: Cloud, *args: str) -> Any:
-    result = cloud.ok(*args, "-f", "json")
-    try:
-        return json.loads(result.out)
-    except ValueError as exc:
-        raise AssertionError(f"`ironbark {' '.join(args)} -f json` printed no JSON: "
-                             f"{result.describe()}") from exc
 
 
 def disk_file(path: Path, size: int) -> bytes:

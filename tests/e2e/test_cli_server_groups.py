@@ -5,25 +5,15 @@ credentials), read as a user or a script would read it.
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import Cloud
-from tests.e2e.test_cli import parse_table, show_fields
+from tests.e2e.test_cli import as_json, parse_table, show_fields
 
 pytestmark = pytest.mark.e2e
 
-
-def as_json(cloud: Cloud, *args: str) -> Any:
-    result = cloud.ok(*args, "-f", "json")
-    try:
-        return json.loads(result.out)
-    except ValueError as exc:
-        raise AssertionError(f"`ironbark {' '.join(args)} -f json` printed no JSON: "
-                             f"{result.describe()}") from exc
 
 
 def test_server_group_create_list_show_delete(cloud: Cloud) -> None:

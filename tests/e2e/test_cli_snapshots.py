@@ -6,23 +6,13 @@ a user would make a golden image, with nothing imported from the product.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 
 from tests.e2e.conftest import Cloud
+from tests.e2e.test_cli import as_json
 
 pytestmark = pytest.mark.e2e
 
-
-def as_json(cloud: Cloud, *args: str) -> Any:
-    result = cloud.ok(*args, "-f", "json")
-    try:
-        return json.loads(result.out)
-    except ValueError as exc:
-        raise AssertionError(f"`ironbark {' '.join(args)} -f json` printed no JSON: "
-                             f"{result.describe()}") from exc
 
 
 def test_snapshot_with_wait_then_boot_from_it(cloud: Cloud) -> None:

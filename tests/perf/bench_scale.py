@@ -67,33 +67,12 @@ from group_manager.db.models import Claim, Host
 from ironbark import config, logs, simulation
 from ironbark.db import normalise_url
 from message_bus import Bus
-from message_bus.envelope import Message
 from message_bus.messages import InstanceStateChanged
 from tests.conftest import POSTGRES_URL, RABBITMQ_URL
 from tests.helpers import Api
+from tests.perf.bench_boot import Settled
 
 GOAL_P50, GOAL_P99 = 0.050, 0.250
-
-
-class Settled:
-    """When each server turned ACTIVE (or ERROR), from the cloud's events."""
-
-    def __init__(self) -> None:
-        self.at: dict[str, tuple[float, str]] = {}
-        self._changed = threading.Condition()
-
-    def on_change(self, event: Message) -> None:
-        assert isinstance(event, InstanceStateChanged)
-        if event.status in ("ACTIVE", "ERROR"):
-            with self._changed:
-                self.at.setdefault(event.instance_id, (time.perf_counter(), event.status))
-                self._changed.notify_all()
-
-    def wait(self, server_id: str, timeout: float = 300.0) -> tuple[float, str]:
-        with self._changed:
-            if not self._changed.wait_for(lambda: server_id in self.at, timeout):
-                raise TimeoutError(f"server {server_id} did not settle in {timeout:g} s")
-            return self.at[server_id]
 
 
 @dataclass
@@ -230,7 +209,7 @@ def run(cloud: Cloud, args: argparse.Namespace) -> list[str]:
             server_id = create(index, f"s{i}")
             if server_id is None:
                 continue
-            at, status = settled.wait(server_id)
+            at, status = settled.wait(server_id, timeout=300.0)
             with lock:
                 if status == "ACTIVE":  # an ERROR server is counted, not timed
                     times.append(at - started)
