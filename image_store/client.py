@@ -24,10 +24,10 @@ from typing import Any, BinaryIO
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from image_store import chunk_batch
 from image_store.dedup_upload import upload_deduplicated
+from ironbark import http_retry
 from message_bus.context import current_request_id
 
 BLOCK = 1024 * 1024
@@ -36,6 +36,7 @@ REQUEST_ID_HEADER = "X-Openstack-Request-Id"
 PROJECT_HEADER = "X-Ironbark-Project"
 ADMIN_HEADER = "X-Ironbark-Admin"
 CHUNK_MIMETYPE = "application/x-ironbark-chunk"
+CHUNK_BATCH_PATH = "/v1/chunks/batch"
 
 Progress = Callable[[int], None]
 
@@ -214,10 +215,12 @@ class ImageStoreClient:
     def __init__(self, url: str, token: str, timeout: float = 30.0):
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._session = requests.Session()
         # upload_deduplicated PUTs from several threads: one pooled connection each.
-        self._session.mount("http://", HTTPAdapter(pool_maxsize=32))
-        self._session.mount("https://", HTTPAdapter(pool_maxsize=32))
+        # Reads dropped on a reused keep-alive connection are resent; so is the
+        # read-only chunk batch (a POST only for the length of its address list).
+        self._session = http_retry.session(pool_maxsize=32)
+        http_retry.allow_read_only_post(self._session, f"{self.url}{CHUNK_BATCH_PATH}",
+                                        pool_maxsize=32)
         self._session.headers[TOKEN_HEADER] = token
         self._caller_headers: dict[str, str] = {}
         self._owns_session = True
@@ -493,10 +496,12 @@ class ImageStoreClient:
         wanted = builtins.list(addresses)
         if not wanted:
             return
-        path = "/v1/chunks/batch"
+        path = CHUNK_BATCH_PATH
         response = self._request("POST", path, json={"addresses": wanted}, stream=True)
+        read, whole = _exact_reader(response), False
         try:
-            yield from chunk_batch.read_frames(_exact_reader(response), wanted)
+            yield from chunk_batch.read_frames(read, wanted)
+            whole = read(1) == b""  # read to its end: the connection can serve again
         except chunk_batch.ChunkAbsent as exc:
             if exc.reason is None:
                 raise NotFound(404, f"chunk {exc.address} not found (in a batch of "
@@ -508,6 +513,8 @@ class ImageStoreClient:
                 None, f"POST {path} of {len(wanted)} chunks from {self.url} was cut "
                       f"short: {exc}") from None
         finally:
+            if whole:
+                response.raw.release_conn()
             response.close()
 
     def missing(self, image_id: str, addresses: Iterable[str]) -> builtins.list[str]:

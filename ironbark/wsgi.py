@@ -18,6 +18,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 log = logging.getLogger(__name__)
 
+KEEPALIVE = 5  # seconds an idle client connection is kept open (Apache's default)
+
 
 def run_gunicorn(
     app_factory: Callable[[], Any],
@@ -40,6 +42,10 @@ def run_gunicorn(
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 30)
+            # gunicorn's default keep-alive (2 s) is openstacksdk's poll interval: each
+            # poll would race the server closing its idle connection. Clients resend
+            # reads the server dropped (ironbark.http_retry); creates they cannot.
+            self.cfg.set("keepalive", KEEPALIVE)
             self.cfg.set("accesslog", None)
             if on_worker_start is not None:
                 self.cfg.set("post_worker_init", lambda worker: on_worker_start(worker))

@@ -58,21 +58,37 @@ install_venv() {
 
 has_systemd() { [ -d /run/systemd/system ]; }
 
+# RabbitMQ answers `ping` as soon as its Erlang node is up, which is before it has
+# recovered its queues and opened the AMQP port (minutes with thousands of durable
+# queues): wait for the port itself.
+rabbitmq_ready() { timeout 30 rabbitmq-diagnostics -q check_port_connectivity >/dev/null 2>&1; }
+
 start_rabbitmq() {
     apt_install rabbitmq-server
-    if rabbitmq-diagnostics -q ping >/dev/null 2>&1; then return; fi
-    log "starting RabbitMQ"
-    if has_systemd; then
-        systemctl start rabbitmq-server
-    else
-        rabbitmq-server -detached
+    if rabbitmq_ready; then return; fi
+    if ! timeout 30 rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
+        log "starting RabbitMQ"
+        if has_systemd; then
+            systemctl start rabbitmq-server
+        else
+            rabbitmq-server -detached
+        fi
     fi
-    for _ in $(seq 1 120); do
-        rabbitmq-diagnostics -q ping >/dev/null 2>&1 && return
+    for _ in $(seq 1 300); do
+        rabbitmq_ready && return
         sleep 1
     done
-    echo "RabbitMQ did not start; see /var/log/rabbitmq/" >&2
+    echo "RabbitMQ did not open its AMQP port; see /var/log/rabbitmq/" >&2
     exit 1
+}
+
+# A virtual host of its own, emptied: what one run left there (each test's durable
+# queues and exchanges) never piles up for the next to recover or wade through.
+fresh_rabbitmq_vhost() {
+    local vhost="$1"
+    rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
+    rabbitmqctl -q add_vhost "$vhost" >/dev/null
+    rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
 }
 
 start_postgresql() {

@@ -7,6 +7,7 @@ need_root
 install_base
 install_venv test
 start_rabbitmq
+fresh_rabbitmq_vhost ironbark-test   # tests/conftest.py's TEST_RABBITMQ_URL
 start_postgresql
 
 cd "$REPO"

@@ -23,7 +23,9 @@ from ironbark import config
 from ironbark.allinone import AllInOne
 from tests.helpers import Api
 
-RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+# The tests' own virtual host, which scripts/test.sh empties before each run.
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL",
+                              "amqp://guest:guest@127.0.0.1:5672/ironbark-test")
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://ironbark:ironbark@127.0.0.1:5432/postgres"
 )
@@ -39,7 +41,7 @@ def rabbitmq_url() -> str:
             conn.ensure_connection(max_retries=1)
     except Exception as exc:
         pytest.fail(f"RabbitMQ is not reachable at {RABBITMQ_URL} ({exc}); "
-                    f"scripts/test.sh installs and starts it")
+                    f"scripts/test.sh installs and starts it and creates the virtual host")
     return RABBITMQ_URL
 
 
@@ -51,7 +53,7 @@ def postgres_server() -> str:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}); "
-                    f"scripts/test.sh installs and starts it")
+                    f"scripts/test.sh installs and starts it and creates the virtual host")
     finally:
         engine.dispose()
     return POSTGRES_URL

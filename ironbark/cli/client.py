@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 import requests
 
+from ironbark import http_retry
+
 JsonObject = dict[str, Any]
 
 SERVER_ACTIONS = ("start", "stop", "reboot", "pause", "unpause", "suspend", "resume")
@@ -137,7 +139,8 @@ class ApiClient:
             base = base[: -len("/v1")]
         self.url = base
         self.timeout = timeout
-        self.session = requests.Session()
+        # Reads dropped on a reused keep-alive connection are resent; never a create.
+        self.session = http_retry.session()
         self.session.headers.update(
             {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         )

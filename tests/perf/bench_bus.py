@@ -19,6 +19,7 @@ host reports and their database transactions too).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
@@ -31,6 +32,7 @@ from message_bus import Bus, memory_transport
 from message_bus.messages import HostList, ListHosts
 from tests.conftest import RABBITMQ_URL
 from tests.integration.bus_fixtures import Buses
+from tests.perf.broker import fresh_vhost
 
 IDLE_SECONDS = 2.0
 
@@ -117,11 +119,14 @@ def main() -> None:
     ]
     for name, factory, url in kinds:
         for queues in args.queues:
-            buses = factory(url, f"bench-{uuid.uuid4().hex[:8]}")
-            try:
-                p50, p99, idle, reads = measure(buses, queues, args.calls)
-            finally:
-                buses.close()
+            with contextlib.ExitStack() as stack:
+                if url.startswith("amqp"):  # its 1,000 durable queues go with the vhost
+                    url = stack.enter_context(fresh_vhost(RABBITMQ_URL))
+                buses = factory(url, f"bench-{uuid.uuid4().hex[:8]}")
+                try:
+                    p50, p99, idle, reads = measure(buses, queues, args.calls)
+                finally:
+                    buses.close()
             shown = f"{reads:.2f}" if reads is not None else "-"
             print(f"{name:<30} {queues:>6} {p50:>8.2f} {p99:>8.2f} {idle:>11.1f} {shown:>10}",
                   flush=True)

@@ -53,7 +53,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ from message_bus.messages import InstanceStateChanged
 from tests.conftest import POSTGRES_URL, RABBITMQ_URL
 from tests.helpers import Api
 from tests.perf.bench_boot import Settled
+from tests.perf.broker import fresh_vhost
 
 GOAL_P50, GOAL_P99 = 0.050, 0.250
 
@@ -150,7 +151,10 @@ def multi_process(args: argparse.Namespace, data_dir: Path) -> Iterator[Cloud]:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     db_url = server.set(database=name).render_as_string(hide_password=False)
     os.environ["IRONBARK_LOGGING_LEVEL"] = "WARNING"  # the children's too
-    cfg = _config(args, data_dir, bus={"url": args.rabbitmq}, database={"url": db_url})
+    stack = ExitStack()
+    # A durable queue per host: they go with the virtual host, as the databases go.
+    bus_url = stack.enter_context(fresh_vhost(args.rabbitmq))
+    cfg = _config(args, data_dir, bus={"url": bus_url}, database={"url": db_url})
     lab = Lab(cfg)
     try:
         started = time.perf_counter()
@@ -170,6 +174,7 @@ def multi_process(args: argparse.Namespace, data_dir: Path) -> Iterator[Cloud]:
             events.stop()
     finally:
         lab.stop()
+        stack.close()
         with admin.connect() as conn:
             for db in [name, *(f"{name}_{g}" for g in lab.layout.groups)]:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))

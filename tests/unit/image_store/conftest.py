@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +114,48 @@ def api(server: ThreadedServer) -> Iterator[Any]:
     api = Api(server.url)
     yield api
     api.session.close()
+
+
+# -- ``ironbark-image-store serve``, under gunicorn (the production server) -------------
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="package")
+def gunicorn_store(tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[tuple[ImageStoreClient, Path, int]]:
+    """``ironbark-image-store serve`` as a subprocess: (client, data dir, port)."""
+    root = tmp_path_factory.mktemp("gunicorn")
+    port = _free_port()
+    config = root / "ironbark.toml"
+    config.write_text(f'data_dir = "{root}"\n[image_store]\nhost = "127.0.0.1"\n'
+                      f'port = {port}\ntoken = "{TOKEN}"\n[logging]\nlevel = "WARNING"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRONBARK_")}
+    process = subprocess.Popen([sys.executable, "-m", "image_store.main", "--config",
+                                str(config)], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    client = ImageStoreClient(f"http://127.0.0.1:{port}", TOKEN, timeout=10)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.stdout.read().decode()  # type: ignore
+            try:
+                client.info()
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.1)
+        yield client, root, port
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def chunk_files(store: ImageStore) -> list[Path]:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -134,43 +132,6 @@ def test_scrub_reads_a_config_file(tmp_path: Path) -> None:
 
 
 # -- serve, under gunicorn --------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def gunicorn_store(tmp_path_factory: pytest.TempPathFactory
-                   ) -> Iterator[tuple[ImageStoreClient, Path, int]]:
-    """``ironbark-image-store serve`` as a subprocess: (client, data dir, port)."""
-    root = tmp_path_factory.mktemp("gunicorn")
-    port = _free_port()
-    config = root / "ironbark.toml"
-    config.write_text(f'data_dir = "{root}"\n[image_store]\nhost = "127.0.0.1"\n'
-                      f'port = {port}\ntoken = "{TOKEN}"\n[logging]\nlevel = "WARNING"\n')
-    env = _env()
-    process = subprocess.Popen([sys.executable, "-m", "image_store.main", "--config",
-                                str(config)], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    client = ImageStoreClient(f"http://127.0.0.1:{port}", TOKEN, timeout=10)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.stdout.read().decode()  # type: ignore
-            try:
-                client.info()
-                break
-            except Exception:
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.1)
-        yield client, root, port
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_gunicorn_round_trip(gunicorn_store: tuple[ImageStoreClient, Path, int],

@@ -254,7 +254,8 @@ def test_an_upload_killed_at_any_moment_leaves_no_trace(make_store: StoreFactory
             assert time.monotonic() < deadline and child.is_alive()
             time.sleep(0.005)
         time.sleep(delay)
-        os.kill(child.pid or 0, signal.SIGKILL)
+        assert child.pid is not None  # os.kill(0, ...) would hit this whole process group
+        os.kill(child.pid, signal.SIGKILL)
         child.join()
         assert child.exitcode == -signal.SIGKILL
         # No partial chunk under a chunk name, whatever the moment of the kill.
