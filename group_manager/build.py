@@ -92,7 +92,8 @@ def _dispatch(ctx: GroupContext, msg: BuildInstance, host: str) -> None:
     ctx.to_cloud(InstanceUpdate(instance_id=msg.instance_id, task_id=msg.task_id,
                                 event=Event.SCHEDULED, group=ctx.name, host=host))
     ctx.to_host(host, Spawn(instance_id=msg.instance_id, name=msg.name, flavor=msg.flavor,
-                            image=msg.image, task_id=msg.task_id))
+                            image=msg.image, task_id=msg.task_id, boot=msg.boot,
+                            guest=msg.guest))
 
 
 def _fail(ctx: GroupContext, msg: BuildInstance, reason: str) -> None:

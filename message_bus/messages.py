@@ -65,6 +65,32 @@ class ImageRef(_Part):
     sha256: str
 
 
+class BootImages(_Part):
+    """Direct kernel boot (Eucalyptus EKI/ERI, Glance's AMI-style images): the root
+    image's ``kernel_id``/``ramdisk_id`` images and its ``os_command_line`` property.
+    Without them the root image is a whole disk that boots through the BIOS."""
+
+    kernel: ImageRef
+    ramdisk: ImageRef | None = None
+    cmdline: str | None = None
+
+
+USER_DATA_MAX = 65535  # bytes, decoded (Nova's limit)
+
+
+class GuestConfig(_Part):
+    """What the guest reads about itself from its config drive (OpenStack layout:
+    ``openstack/latest/meta_data.json`` and ``user_data``)."""
+
+    hostname: str
+    project_id: str
+    availability_zone: str | None = None
+    key_name: str | None = None
+    public_key: str | None = None  # OpenSSH format, one line
+    user_data: str | None = None  # base64 as the API took it; decoded <= USER_DATA_MAX
+    launch_index: int = Field(0, ge=0)
+
+
 ServerGroupPolicy = Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"]
 SERVER_GROUP_POLICIES: tuple[str, ...] = ("affinity", "anti-affinity", "soft-affinity",
                                           "soft-anti-affinity")
@@ -129,16 +155,19 @@ class BuildInstance(_InstanceMessage):
     """Place a new instance on a host of the group and have it spawned there.
 
     1.1: ``server_group``, the server group the instance joins (None: none).
+    1.2: ``boot`` (direct kernel boot) and ``guest`` (the config drive's contents).
     """
 
     NAME: ClassVar[str] = "build_instance"
-    VERSION: ClassVar[tuple[int, int]] = (1, 1)
+    VERSION: ClassVar[tuple[int, int]] = (1, 2)
     project_id: str
     name: str
     flavor: FlavorSpec
     image: ImageRef
     task_id: str
     server_group: ServerGroupRef | None = None
+    boot: BootImages | None = None
+    guest: GuestConfig | None = None
 
     def idempotency_key(self) -> str:
         return f"build:{self.instance_id}"
@@ -148,9 +177,13 @@ class BuildInstances(Message):
     """Several instances created by one request (``min_count``/``max_count``): the group
     places them together, all or nothing down to ``min_count``. If fewer than
     ``min_count`` fit, none is spawned and every one fails with the reason; otherwise
-    those that fit are spawned and the rest (beyond ``min_count``) fail."""
+    those that fit are spawned and the rest (beyond ``min_count``) fail.
+
+    1.1: its builds are ``build_instance`` 1.2.
+    """
 
     NAME: ClassVar[str] = "build_instances"
+    VERSION: ClassVar[tuple[int, int]] = (1, 1)
     reservation_id: str
     min_count: int = Field(ge=1)
     builds: list[BuildInstance] = Field(min_length=1)
@@ -235,11 +268,19 @@ class DescribeInstance(_InstanceMessage):
 
 
 class Spawn(_InstanceMessage):
+    """Create and start the instance's guest on this host.
+
+    1.1: ``boot`` (direct kernel boot) and ``guest`` (the config drive's contents).
+    """
+
     NAME: ClassVar[str] = "spawn"
+    VERSION: ClassVar[tuple[int, int]] = (1, 1)
     name: str
     flavor: FlavorSpec
     image: ImageRef
     task_id: str
+    boot: BootImages | None = None
+    guest: GuestConfig | None = None
 
     def idempotency_key(self) -> str:
         return f"spawn:{self.instance_id}"

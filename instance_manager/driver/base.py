@@ -47,6 +47,12 @@ class InstanceSpec:
     image_path: Path  # the cached base image on this host
     image_format: str  # raw | qcow2
     instance_dir: Path  # where this instance's disk and files live
+    # Direct kernel boot: the cached kernel and ramdisk images and the command line.
+    # Without a kernel the disk boots through the BIOS.
+    kernel_path: Path | None = None
+    ramdisk_path: Path | None = None
+    kernel_cmdline: str | None = None
+    config_drive: Path | None = None  # an ISO 9660 image labelled config-2, read-only
 
 
 @dataclass(frozen=True)

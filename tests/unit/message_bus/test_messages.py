@@ -16,8 +16,8 @@ import message_bus.messages  # noqa: F401  (registers every message)
 from message_bus.envelope import Message, registry
 
 FINGERPRINTS = {
-    "build_instance": "1.1-e37d2e537709",
-    "build_instances": "1.0-b48d0fbd331e",
+    "build_instance": "1.2-ab877df0c4f7",
+    "build_instances": "1.1-78a602a20157",
     "delete_instance": "1.0-90afd89b7f48",
     "describe_domain": "1.0-2fc4e713c6fe",
     "describe_instance": "1.0-b8924d6b6161",
@@ -37,7 +37,7 @@ FINGERPRINTS = {
     "power_state_sync": "1.0-c83dc849c93d",
     "snapshot_disk": "1.0-e8ec5617a2e3",
     "snapshot_instance": "1.0-df22530a03a5",
-    "spawn": "1.0-a6f7ea58eb4d",
+    "spawn": "1.1-7db9ef3e08a1",
 }
 
 
