@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-DISK_FORMATS = ("raw", "qcow2")
+# Glance's names for EC2-style images: ami a machine (root disk, raw) booted with an
+# aki kernel and an ari ramdisk.
+DISK_FORMATS = ("raw", "qcow2", "ami", "aki", "ari")
 VISIBILITIES = ("public", "private")
 QUEUED, SAVING, ACTIVE, KILLED = "queued", "saving", "active", "killed"
 STATUSES = (QUEUED, SAVING, ACTIVE, KILLED)

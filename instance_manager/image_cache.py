@@ -52,6 +52,12 @@ GIB = 1024 ** 3
 DEFAULT_LIMIT_BYTES = 50 * GIB  # HostOptions.image_cache_gb's default
 DEFAULT_FETCH_WORKERS = 4  # HostOptions.image_fetch_workers' default
 _MAX_INSTANCE_ID = 255
+BOOT_PARTS = ("kernel", "ramdisk")
+
+
+def boot_pin(instance_id: str, part: str) -> str:
+    """The key under which an instance keeps the kernel or ramdisk it boots."""
+    return f"{instance_id}#{part}"
 
 
 class ImageCacheError(Exception):
@@ -202,8 +208,11 @@ class ImageCache:
         return report
 
     def release(self, instance_id: str) -> str | None:
-        """The instance no longer uses its base (its domain is gone): the base may be
-        evicted from now on. Idempotent; returns the base's sha256 if it had one."""
+        """The instance no longer uses its base (its domain is gone): the base, and the
+        kernel and ramdisk it booted (``boot_pin``), may be evicted from now on.
+        Idempotent; returns the base's sha256 if it had one."""
+        for part in BOOT_PARTS:
+            self._index.unpin(boot_pin(instance_id, part))
         sha256 = self._index.unpin(instance_id)
         if sha256 is not None:
             log.info("image cache: instance %s released base %s", instance_id, sha256)

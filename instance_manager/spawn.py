@@ -8,9 +8,11 @@ reports, instead of creating a second guest.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from instance_manager.context import HostContext
 from instance_manager.driver.base import InstanceSpec
+from instance_manager.image_cache import boot_pin
 from message_bus.lifecycle import Event, PowerState
 from message_bus.messages import Spawn
 
@@ -30,11 +32,14 @@ def spawn(ctx: HostContext, msg: Spawn) -> None:
     assert ctx.options.state_dir is not None
     try:
         base = ctx.images.ensure(msg.image, msg.instance_id)
+        kernel, ramdisk = _boot_files(ctx, msg)
         power = driver.spawn(InstanceSpec(
             instance_id=msg.instance_id, name=msg.name, vcpus=msg.flavor.vcpus,
             memory_mb=msg.flavor.memory_mb, disk_gb=msg.flavor.disk_gb,
             image_id=msg.image.id, image_path=base, image_format=msg.image.disk_format,
             instance_dir=ctx.options.state_dir / "instances" / msg.instance_id,
+            kernel_path=kernel, ramdisk_path=ramdisk,
+            kernel_cmdline=msg.boot.cmdline if msg.boot is not None else None,
         ))
     except Exception as exc:
         log.error("spawn failed: %s", exc)
@@ -47,3 +52,14 @@ def spawn(ctx: HostContext, msg: Spawn) -> None:
     log.info("spawned %s (%d vCPU, %d MiB) from image %s: %s", msg.name, msg.flavor.vcpus,
              msg.flavor.memory_mb, msg.image.name, power.value)
     ctx.emit(msg.instance_id, msg.task_id, Event.SPAWNED, power)
+
+
+def _boot_files(ctx: HostContext, msg: Spawn) -> tuple[Path | None, Path | None]:
+    """The cached kernel and ramdisk of a direct kernel boot, kept for the instance
+    (released with its base image)."""
+    if msg.boot is None:
+        return None, None
+    kernel = ctx.images.ensure(msg.boot.kernel, boot_pin(msg.instance_id, "kernel"))
+    ramdisk = (None if msg.boot.ramdisk is None else
+               ctx.images.ensure(msg.boot.ramdisk, boot_pin(msg.instance_id, "ramdisk")))
+    return kernel, ramdisk

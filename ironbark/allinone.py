@@ -169,10 +169,12 @@ def scale_overrides(hosts: int | None = None, groups: int | None = None,
 
 def run(hosts: int | None = None, port: int = 8774, data_dir: str | Path | None = None,
         config_path: str | Path | None = None, *, groups: int | None = None,
-        host_mix: str | None = None, seed: int | None = None) -> int:
+        host_mix: str | None = None, seed: int | None = None,
+        hypervisor: str | None = None) -> int:
     """``ironbark up``: start the all-in-one cloud and serve until Ctrl-C.
 
-    ``hosts``, ``groups``, ``host_mix`` and ``seed`` override ``[scale]``."""
+    ``hosts``, ``groups``, ``host_mix`` and ``seed`` override ``[scale]``;
+    ``hypervisor="qemu"`` makes the first host this machine (real QEMU guests)."""
     from ironbark.cli.credentials import write_credentials
     from ironbark.runtime import load_config_or_exit, wait_for_shutdown
 
@@ -185,6 +187,8 @@ def run(hosts: int | None = None, port: int = 8774, data_dir: str | Path | None 
         overrides["scale"] = scale
     if data_dir is not None:
         overrides["data_dir"] = Path(data_dir).expanduser().resolve()
+    if hypervisor is not None:
+        overrides["host"] = {"hypervisor": hypervisor}
     cfg = load_config_or_exit(config_path, **overrides)
     try:
         layout = simulation.plan(cfg)

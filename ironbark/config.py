@@ -119,10 +119,15 @@ class GroupOptions(_Section):
 class HostOptions(_Section):
     name: str = Field(default_factory=lambda: os.uname().nodename, pattern=r"^[A-Za-z0-9_.-]+$")
     group: str = Field("default", pattern=r"^[A-Za-z0-9_-]+$")
-    hypervisor: Literal["simulated"] = Field(
-        "simulated", description="simulated: libvirt's test driver, one XML file per host"
+    hypervisor: Literal["simulated", "qemu"] = Field(
+        "simulated", description="simulated: libvirt's test driver, one XML file per host; "
+        "qemu: real guests through libvirtd (qemu:///system)"
     )
     hypervisor_uri: str | None = Field(None, description="libvirt URI; derived when unset")
+    virt_type: Literal["auto", "kvm", "qemu"] = Field(
+        "auto", description="qemu hosts: kvm (hardware), qemu (TCG emulation), or auto: "
+        "kvm when a probe boots a guest under it, else qemu"
+    )
     state_dir: Path | None = Field(None, description="instances, image cache, host XML")
     report_interval: float = Field(10.0, gt=0, le=3600)
     reserved_vcpus: int = Field(0, ge=0)
@@ -279,7 +284,9 @@ class Config(BaseSettings):
         if self.image_store.url is None:
             self.image_store.url = f"http://{self.image_store.host}:{self.image_store.port}"
         if self.host.hypervisor_uri is None:
-            self.host.hypervisor_uri = f"test://{self.host.state_dir / 'host.xml'}"
+            self.host.hypervisor_uri = (
+                "qemu:///system" if self.host.hypervisor == "qemu"
+                else f"test://{self.host.state_dir / 'host.xml'}")
         return self
 
     def task_deadline(self, task_state: str, default: float) -> float:

@@ -182,12 +182,24 @@ def group_options(cfg: Config, layout: Layout, group: str) -> GroupOptions:
     })
 
 
+def is_real(cfg: Config, layout: Layout, spec: SimulatedHostSpec) -> bool:
+    """With ``host.hypervisor = "qemu"`` the plan's first host is this machine, running
+    real guests through libvirtd; the others stay simulated (a lab on one machine)."""
+    return cfg.host.hypervisor == "qemu" and spec == layout.hosts[0]
+
+
 def host_options(cfg: Config, layout: Layout, spec: SimulatedHostSpec) -> HostOptions:
-    """``[host]`` for one simulated host: its own name, group, size and state dir."""
+    """``[host]`` for one host of the plan: its own name, group, size and state dir."""
     state_dir = cfg.data_dir / "hosts" / spec.name
+    if is_real(cfg, layout, spec):
+        hypervisor, uri = "qemu", cfg.host.hypervisor_uri or "qemu:///system"
+        if uri.startswith("test:"):  # derived for the simulated default
+            uri = "qemu:///system"
+    else:
+        hypervisor, uri = "simulated", f"test://{state_dir / 'host.xml'}"
     return HostOptions.model_validate({
         **cfg.host.model_dump(), "name": spec.name, "group": spec.group,
-        "state_dir": state_dir, "hypervisor_uri": f"test://{state_dir / 'host.xml'}",
+        "state_dir": state_dir, "hypervisor": hypervisor, "hypervisor_uri": uri,
         "simulated_vcpus": spec.vcpus, "simulated_memory_mb": spec.memory_mb,
         "report_interval": layout.report_interval,
     })

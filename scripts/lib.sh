@@ -91,6 +91,33 @@ fresh_rabbitmq_vhost() {
     rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
 }
 
+# libvirtd and virtlogd for real QEMU guests (qemu:///system). Without systemd they are
+# started as daemons; libvirtd restarts nothing it did not define, so this is idempotent.
+start_libvirtd() {
+    apt_install libvirt-daemon-system qemu-system-x86 qemu-utils
+    # What Debian's udev rule does where there is no udev: /dev/kvm for the kvm group
+    # (libvirt-qemu is in it). Left root-only, libvirtd finds KVM usable when it probes
+    # QEMU (as root) but not for the user QEMU runs as, throws its capabilities cache
+    # away and re-probes on every domain definition: 30-50 s each.
+    if [ -e /dev/kvm ] && getent group kvm >/dev/null; then
+        chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+    fi
+    if ! pgrep -x virtlogd >/dev/null; then
+        log "starting virtlogd"
+        if has_systemd; then systemctl start virtlogd; else virtlogd -d; fi
+    fi
+    if ! pgrep -x libvirtd >/dev/null; then
+        log "starting libvirtd"
+        if has_systemd; then systemctl start libvirtd; else libvirtd -d; fi
+    fi
+    for _ in $(seq 1 60); do
+        virsh -q -c qemu:///system version >/dev/null 2>&1 && return
+        sleep 1
+    done
+    echo "libvirtd did not answer on qemu:///system; see /var/log/libvirt/" >&2
+    exit 1
+}
+
 start_postgresql() {
     apt_install postgresql
     local version cluster

@@ -9,6 +9,7 @@ install_venv test
 start_rabbitmq
 fresh_rabbitmq_vhost ironbark-test   # tests/conftest.py's TEST_RABBITMQ_URL
 start_postgresql
+start_libvirtd                       # real QEMU guests (tests/e2e/test_qemu_*.py)
 
 cd "$REPO"
 log "ruff"

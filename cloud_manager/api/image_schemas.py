@@ -19,7 +19,7 @@ MAX_PROPERTIES = 128
 PropertyKey = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^\S")]
 PropertyValue = Annotated[str, StringConstraints(max_length=255)]
 Size = Annotated[int, Field(ge=0, le=2**31 - 1)]
-DiskFormat = Literal["raw", "qcow2"]
+DiskFormat = Literal["raw", "qcow2", "ami", "aki", "ari"]
 Visibility = Literal["public", "private"]
 
 

@@ -27,6 +27,7 @@ from cloud_manager.context import CloudContext
 from cloud_manager.errors import BadInput, CloudError, Conflict, Forbidden, NotFound, Unavailable
 from image_store.client import CorruptImage, ImageStoreClient, ImageStoreClientError
 from ironbark.request_body import RequestBody as SafeBody
+from message_bus.messages import BootImages, ImageRef
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,47 @@ def bootable(source: CloudContext | ImageStoreClient, principal: Principal,
     image = max(active, key=lambda i: i.get("created_at") or "")
     if image.get("size") is None or not image.get("sha256"):
         raise BadInput(f"field 'image': image '{ref}' has no data", field="image")
+    if image.get("disk_format") in NOT_BOOTABLE:
+        raise BadInput(f"field 'image': image '{ref}' is a {NOT_BOOTABLE[image['disk_format']]}"
+                       f" ({image['disk_format']}), not a disk to boot", field="image")
     return image
+
+
+NOT_BOOTABLE = {"aki": "kernel", "ari": "ramdisk"}
+
+
+KERNEL_CMDLINE_PROPERTY = "os_command_line"  # Glance's name for it
+
+
+def boot_images(source: CloudContext | ImageStoreClient, principal: Principal,
+                image: dict[str, Any]) -> BootImages | None:
+    """What a direct kernel boot of ``image`` needs: its ``kernel_id``/``ramdisk_id``
+    images (active and visible to the caller, else a 400 naming ``image``) and its
+    ``os_command_line`` property. None for a whole-disk image."""
+    if not image.get("kernel_id"):
+        return None
+    store = store_for(source, principal)
+    parts: dict[str, ImageRef | None] = {"kernel": None, "ramdisk": None}
+    for part in parts:
+        ref = image.get(f"{part}_id")
+        if not ref:
+            continue
+        found = _by_ref(store, ref)
+        if not found or found[0].get("status") != "active" or not found[0].get("sha256"):
+            what = "not found" if not found else f"{found[0].get('status')}, not active"
+            raise BadInput(f"field 'image': the {part} image {ref} of image "
+                           f"'{image['name']}' is {what}", field="image")
+        parts[part] = image_ref(found[0])
+    kernel = parts["kernel"]
+    assert kernel is not None
+    cmdline = (image.get("properties") or {}).get(KERNEL_CMDLINE_PROPERTY)
+    return BootImages(kernel=kernel, ramdisk=parts["ramdisk"], cmdline=cmdline)
+
+
+def image_ref(image: dict[str, Any]) -> ImageRef:
+    """The bus's reference to an active image (what a host needs to fetch it)."""
+    return ImageRef(id=image["id"], name=image["name"], disk_format=image["disk_format"],
+                    size=image["size"], sha256=image["sha256"])
 
 
 # --- changes ---------------------------------------------------------------------------------

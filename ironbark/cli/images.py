@@ -35,7 +35,7 @@ IMAGE_ORDER = (
     "owner", "kernel_id", "ramdisk_id", "min_disk", "min_ram", "properties",
     "corrupt_chunks", "created_at", "updated_at",
 )
-DISK_FORMATS = ("raw", "qcow2")
+DISK_FORMATS = ("raw", "qcow2", "ami", "aki", "ari")
 STATUSES = ("queued", "saving", "active", "killed")
 
 

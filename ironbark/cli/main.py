@@ -110,6 +110,9 @@ def _host_mix(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 @click.option("--config", "config_path", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Configuration file (TOML).")
+@click.option("--hypervisor", type=click.Choice(["simulated", "qemu"]), default=None,
+              help="qemu: the first host is this machine, running real QEMU guests "
+                   "through libvirtd; the others stay simulated [default: host.hypervisor].")
 @click.option("--multi-process", is_flag=True, default=False,
               help="Run every tier as its own process (one Group Manager and one "
                    "Instance Manager process per group) on a broker and a database.")
@@ -122,12 +125,16 @@ def _host_mix(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 def up(
     ctx: click.Context, hosts: int | None, groups: int | None, host_mix: str | None,
     seed: int | None, port: int, data_dir: Path | None, config_path: Path | None,
-    multi_process: bool, bus_url: str | None, database_url: str | None,
+    hypervisor: str | None, multi_process: bool, bus_url: str | None,
+    database_url: str | None,
 ) -> None:
     """Run an all-in-one cloud here; writes the credentials the CLI uses."""
     if hosts is not None and groups is not None and hosts < groups:
         raise click.BadParameter(f"{hosts} hosts cannot fill {groups} groups (every group "
                                  f"needs a host)", param_hint="'--hosts'")
+    if multi_process and hypervisor == "qemu":
+        raise click.UsageError("--hypervisor qemu runs the all-in-one cloud (this machine "
+                               "as one real host); it cannot be combined with --multi-process")
     if multi_process:
         from ironbark import lab
 
@@ -143,7 +150,7 @@ def up(
     scale = {k: v for k, v in (("groups", groups), ("host_mix", host_mix), ("seed", seed))
              if v is not None}
     ctx.exit(allinone.run(hosts=hosts, port=port, data_dir=data_dir, config_path=config_path,
-                          **scale))
+                          hypervisor=hypervisor, **scale))
 
 
 @main.command("down")

@@ -47,12 +47,17 @@ def virtual_size(path: Path, fmt: str) -> int:
         raise DriverError(f"qemu-img info gave no virtual size for {path}: {exc}") from None
 
 
+# How qemu names an image's format: an EC2 machine image (ami) is a raw disk.
+DISK_FORMAT_OF = {"ami": "raw"}
+
+
 def create_overlay(base: Path, base_format: str, dest: Path, size_gb: int) -> None:
     """Create ``dest``, a qcow2 overlay backed by ``base``, of ``size_gb`` GiB.
 
     A disk cannot be smaller than its image, so when ``size_gb`` is 0 (the flavor
     does not say) or too small, the overlay takes the base's virtual size.
     """
+    base_format = DISK_FORMAT_OF.get(base_format, base_format)
     base_bytes = virtual_size(base, base_format)
     size = f"{size_gb}G" if size_gb > 0 and size_gb * GIB >= base_bytes else str(base_bytes)
     _qemu_img(

@@ -91,14 +91,21 @@ def disk_path(spec: InstanceSpec) -> Path:
     return spec.instance_dir / DISK_FILE
 
 
+CONFIG_DRIVE_TARGET = "hdd"  # IDE secondary slave, as Nova attaches its config drive
+
+
 def build_domain_xml(spec: InstanceSpec, domain_type: str = "test") -> str:
     """The XML to define ``spec``'s domain.
 
     ``domain_type`` is libvirt's ``<domain type=...>``: "test" for the simulated
     hypervisor, "kvm" or "qemu" for a real one. The serial console writes to
-    ``<instance_dir>/console.log`` (libvirt's test driver accepts it and never
-    writes the file; QEMU does).
+    ``<instance_dir>/console.log``, appended across boots (libvirt's test driver
+    accepts it and never writes the file; QEMU does). A real guest also gets its
+    kernel and ramdisk (direct kernel boot), its config drive as a read-only IDE
+    cdrom, a virtio NIC with its link down (a placeholder until networks exist: no
+    traffic can leave it), and nothing it does not need (no USB, display or balloon).
     """
+    real = domain_type != "test"
     domain = ET.Element("domain", {"type": domain_type})
     ET.SubElement(domain, "name").text = domain_name(spec.instance_id)
     ET.SubElement(domain, "uuid").text = spec.instance_id
@@ -115,8 +122,23 @@ def build_domain_xml(spec: InstanceSpec, domain_type: str = "test") -> str:
     ET.SubElement(domain, "currentMemory", {"unit": "MiB"}).text = str(spec.memory_mb)
     ET.SubElement(domain, "vcpu").text = str(spec.vcpus)
     os_el = ET.SubElement(domain, "os")
-    ET.SubElement(os_el, "type", {"arch": "x86_64"}).text = "hvm"
+    ET.SubElement(os_el, "type", {"arch": "x86_64", **({"machine": "pc"} if real else {})}
+                  ).text = "hvm"
+    if real and spec.kernel_path is not None:
+        ET.SubElement(os_el, "kernel").text = str(spec.kernel_path)
+        if spec.ramdisk_path is not None:
+            ET.SubElement(os_el, "initrd").text = str(spec.ramdisk_path)
+        ET.SubElement(os_el, "cmdline").text = spec.kernel_cmdline or "console=ttyS0"
     ET.SubElement(os_el, "boot", {"dev": "hd"})
+    if real:
+        features = ET.SubElement(domain, "features")
+        ET.SubElement(features, "acpi")  # the power button: graceful shutdown and reboot
+        ET.SubElement(features, "apic")
+        # QEMU runs as root with no relabelling: instance files may sit in directories
+        # only root can traverse (a test's temporary directory, a 0700 data dir).
+        seclabel = ET.SubElement(domain, "seclabel",
+                                 {"type": "static", "model": "dac", "relabel": "no"})
+        ET.SubElement(seclabel, "label").text = "+0:+0"
     for event, action in (("on_poweroff", "destroy"), ("on_reboot", "restart"),
                           ("on_crash", "destroy")):
         ET.SubElement(domain, event).text = action
@@ -126,12 +148,24 @@ def build_domain_xml(spec: InstanceSpec, domain_type: str = "test") -> str:
     ET.SubElement(disk, "driver", {"name": "qemu", "type": "qcow2"})
     ET.SubElement(disk, "source", {"file": str(disk_path(spec))})
     ET.SubElement(disk, "target", {"dev": "vda", "bus": "virtio"})
+    if real and spec.config_drive is not None:
+        cdrom = ET.SubElement(devices, "disk", {"type": "file", "device": "cdrom"})
+        ET.SubElement(cdrom, "driver", {"name": "qemu", "type": "raw"})
+        ET.SubElement(cdrom, "source", {"file": str(spec.config_drive)})
+        ET.SubElement(cdrom, "target", {"dev": CONFIG_DRIVE_TARGET, "bus": "ide"})
+        ET.SubElement(cdrom, "readonly")
+    if real:
+        nic = ET.SubElement(devices, "interface", {"type": "ethernet"})
+        ET.SubElement(nic, "model", {"type": "virtio"})
+        ET.SubElement(nic, "link", {"state": "down"})
+        ET.SubElement(devices, "controller", {"type": "usb", "model": "none"})
+        ET.SubElement(devices, "memballoon", {"model": "none"})
 
     console_log = str(spec.instance_dir / CONSOLE_LOG)
     serial = ET.SubElement(devices, "serial", {"type": "file"})
-    ET.SubElement(serial, "source", {"path": console_log})
+    ET.SubElement(serial, "source", {"path": console_log, **({"append": "on"} if real else {})})
     ET.SubElement(serial, "target", {"port": "0"})
     console = ET.SubElement(devices, "console", {"type": "file"})
-    ET.SubElement(console, "source", {"path": console_log})
+    ET.SubElement(console, "source", {"path": console_log, **({"append": "on"} if real else {})})
     ET.SubElement(console, "target", {"type": "serial", "port": "0"})
     return ET.tostring(domain, encoding="unicode")

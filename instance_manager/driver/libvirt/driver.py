@@ -31,7 +31,7 @@ from instance_manager.driver.base import (
     InstanceSpec,
     Inventory,
 )
-from instance_manager.driver.libvirt import disk
+from instance_manager.driver.libvirt import disk, virt_type
 from instance_manager.driver.libvirt.domain_xml import build_domain_xml, disk_path, disk_source
 from instance_manager.driver.libvirt.guest import Guest
 from instance_manager.driver.libvirt.host import LibvirtHost, is_connection_error
@@ -88,9 +88,11 @@ class LibvirtDriver(HypervisorDriver):
         uri: str,
         simulated: SimulatedHost | None = None,
         storage_dir: Path | None = None,
+        virt_type: str = "auto",
     ):
         self._simulated = simulated
         self._storage_dir = storage_dir
+        self._virt_type = virt_type
         if simulated is not None:
             simulated.ensure()
         self._host = LibvirtHost(uri)
@@ -103,7 +105,7 @@ class LibvirtDriver(HypervisorDriver):
     def host_info(self) -> HostInfo:
         with self._errors("read host information", None):
             info = self._host.info()
-            hypervisor_type = self._host.hypervisor_type().lower()
+            hypervisor_type = self._domain_type()  # "test", or what guests run under
         return HostInfo(
             hypervisor_type=hypervisor_type,
             vcpus=int(info[2]),
@@ -203,9 +205,11 @@ class LibvirtDriver(HypervisorDriver):
                 overlay.unlink()
 
     def _domain_type(self) -> str:
+        """libvirt's domain type for our guests: "test", or "kvm"/"qemu" as configured or
+        probed (``virt_type.choose``: /dev/kvm alone proves nothing)."""
         if self._host.hypervisor_type().lower() == "test":
             return "test"
-        return "kvm" if os.path.exists("/dev/kvm") else "qemu"
+        return virt_type.choose(self._host.connection(), self._virt_type).virt_type
 
     def destroy(self, instance_id: str) -> None:
         with self._locks.hold(instance_id), self._errors("destroy", instance_id):
@@ -422,7 +426,7 @@ def from_options(options: HostOptions) -> LibvirtDriver:
             disk_gb=options.simulated_disk_gb,
         )
         return LibvirtDriver(uri, simulated=simulated, storage_dir=options.state_dir)
-    return LibvirtDriver(uri, storage_dir=options.state_dir)
+    return LibvirtDriver(uri, storage_dir=options.state_dir, virt_type=options.virt_type)
 
 
 def _check_spec(spec: InstanceSpec) -> None:

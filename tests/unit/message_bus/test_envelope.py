@@ -57,7 +57,7 @@ def test_encode_fills_the_envelope() -> None:
     assert set(payload) == {"name", "version", "id", "request_id", "idempotency_key",
                             "sent_at", "expires_at", "sender", "body"}
     assert payload["name"] == "spawn"
-    assert payload["version"] == "1.0"
+    assert payload["version"] == "1.1"
     assert payload["request_id"] is None
     assert payload["sender"] == "group.rack1"
     assert before <= payload["sent_at"] <= time.time()

@@ -118,7 +118,8 @@ def test_up_delegates_with_defaults(runner: CliRunner, allinone: FakeAllInOne) -
     result = runner.invoke(main, ["up"])
     assert result.exit_code == 3
     assert allinone.calls == [
-        ("run", {"hosts": None, "port": 8774, "data_dir": None, "config_path": None})
+        ("run", {"hosts": None, "port": 8774, "data_dir": None, "config_path": None,
+                 "hypervisor": None})
     ]
 
 
@@ -131,7 +132,8 @@ def test_up_passes_its_options(
             "--config", str(config)]
     assert runner.invoke(main, args).exit_code == 3
     assert allinone.calls == [
-        ("run", {"hosts": 4, "port": 9000, "data_dir": tmp_path / "d", "config_path": config})
+        ("run", {"hosts": 4, "port": 9000, "data_dir": tmp_path / "d", "config_path": config,
+                 "hypervisor": None})
     ]
 
 
