@@ -13,7 +13,7 @@ from flask import request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from cloud_manager.errors import BadInput
-from message_bus.messages import ServerGroupPolicy
+from message_bus.messages import USER_DATA_MAX, ServerGroupPolicy
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"\S")]
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=255)]
@@ -32,6 +32,17 @@ class ServerCreate(_Strict):
     # Bounds and min <= max are checked by services.server_create (one message for both).
     min_count: int = 1
     max_count: int = 1
+    key_name: Ref | None = None
+    # base64; decoded and bounded by services.server_create (the message's limit).
+    user_data: Annotated[str, StringConstraints(max_length=4 * USER_DATA_MAX // 3 + 4)] | None \
+        = None
+
+
+class KeyPairCreate(_Strict):
+    """No ``public_key``: the cloud generates the pair and returns the private key once."""
+
+    name: Ref  # the pattern is the service's (one message for API and CLI)
+    public_key: Annotated[str, StringConstraints(min_length=1, max_length=16384)] | None = None
 
 
 class ServerGroupCreate(_Strict):

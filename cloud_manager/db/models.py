@@ -1,4 +1,5 @@
-"""The Cloud Manager's API database: projects, flavors, server groups, instances.
+"""The Cloud Manager's API database: projects, flavors, key pairs, server groups,
+instances.
 
 Image records are not here: the image store owns them (its own catalog, like
 Glance's), and the API asks it for them.
@@ -65,6 +66,23 @@ class ServerGroup(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class KeyPair(Base):
+    """A project's SSH public key, by name (Nova's os-keypairs). The private key of a
+    generated pair is handed out once and never stored."""
+
+    __tablename__ = "cloud_keypairs"
+    __table_args__ = (sa.UniqueConstraint("project_id", "name",
+                                          name="uq_cloud_keypairs_project_name"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(sa.String(255))
+    type: Mapped[str] = mapped_column(sa.String(16), default="ssh")
+    public_key: Mapped[str] = mapped_column(sa.Text)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Instance(Base):
     __tablename__ = "instances"
     __table_args__ = (
@@ -100,6 +118,11 @@ class Instance(Base):
     server_group_id: Mapped[str | None] = mapped_column(
         sa.ForeignKey("cloud_server_groups.id"), index=True)
     reservation_id: Mapped[str | None] = mapped_column(sa.String(16), index=True)
+    # What the config drive gives the guest: the key as it was at create, the user data
+    # (base64, as the API took it).
+    key_name: Mapped[str | None] = mapped_column(sa.String(255))
+    key_data: Mapped[str | None] = mapped_column(sa.Text)
+    user_data: Mapped[str | None] = mapped_column(sa.Text)
 
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

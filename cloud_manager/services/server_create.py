@@ -14,8 +14,11 @@ Names follow Nova's default template: ``<name>-1`` .. ``<name>-N`` when
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import logging
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -27,16 +30,18 @@ from cloud_manager.auth import Principal
 from cloud_manager.context import CloudContext
 from cloud_manager.db.models import Flavor, Instance
 from cloud_manager.errors import BadInput, Unavailable
-from cloud_manager.services import flavors, groups, images, server_groups
+from cloud_manager.services import flavors, groups, images, keypairs, server_groups
 from cloud_manager.services.notify import state_changed
 from ironbark.db import utcnow
 from message_bus import context
 from message_bus.lifecycle import TaskState, VmState
 from message_bus.messages import (
+    USER_DATA_MAX,
+    BootImages,
     BuildInstance,
     BuildInstances,
     FlavorSpec,
-    ImageRef,
+    GuestConfig,
     ServerGroupRef,
 )
 
@@ -57,6 +62,8 @@ class CreateRequest:
     server_group: str | None = None
     min_count: int = 1
     max_count: int = 1
+    key_name: str | None = None
+    user_data: str | None = None  # base64
 
     @property
     def multi(self) -> bool:
@@ -85,10 +92,23 @@ def check(request: CreateRequest) -> None:
     if request.min_count > request.max_count:
         raise BadInput(f"field 'min_count': {request.min_count} is more than max_count "
                        f"{request.max_count}", field="min_count")
+    if request.user_data is not None:
+        check_user_data(request.user_data)
     longest = names(request)[-1]
     if len(longest) > NAME_LENGTH:
         raise BadInput(f"field 'name': with max_count {request.max_count} the names would be "
                        f"up to {len(longest)} characters (at most {NAME_LENGTH})", field="name")
+
+
+def check_user_data(encoded: str) -> None:
+    """Base64 of at most USER_DATA_MAX bytes (Nova's limit), or a 400 naming it."""
+    try:
+        decoded = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput("field 'user_data': not valid base64", field="user_data") from None
+    if len(decoded) > USER_DATA_MAX:
+        raise BadInput(f"field 'user_data': {len(decoded)} bytes decoded, at most "
+                       f"{USER_DATA_MAX}", field="user_data")
 
 
 def names(request: CreateRequest) -> list[str]:
@@ -109,11 +129,14 @@ def create(ctx: CloudContext, principal: Principal, request: CreateRequest) -> C
             raise _no_flavor(request.flavor_ref)
     # The image store owns image records: ask it (over HTTP) outside any transaction.
     image = images.bootable(ctx, principal, request.image_ref)
+    boot = images.boot_images(ctx, principal, image)
     with ctx.sessions.begin() as session:
         flavor = flavors.find(session, principal, request.flavor_ref)
         if flavor is None:
             raise _no_flavor(request.flavor_ref)
         _check_fits(flavor, image)
+        key = (keypairs.for_server(session, principal, request.key_name)
+               if request.key_name is not None else None)
         server_group, pinned = None, None
         if request.server_group is not None:
             # Locked until commit: a concurrent first member waits, then sees our pin.
@@ -133,9 +156,14 @@ def create(ctx: CloudContext, principal: Principal, request: CreateRequest) -> C
                       server_group.id if server_group else None, reservation_id)
             for name in names(request)
         ]
+        for instance in instances:
+            instance.key_name = key.name if key else None
+            instance.key_data = key.public_key if key else None
+            instance.user_data = request.user_data
         session.add_all(instances)
         group_ref = server_groups.ref(server_group) if server_group else None
-        builds = [_build(i, flavor, image, group_ref) for i in instances]
+        builds = [_build(i, flavor, image, group_ref, boot, index)
+                  for index, i in enumerate(instances)]
         server_group_id = server_group.id if newly_pinned and server_group else None
     if chosen is None:
         log.warning("%d server(s) in ERROR: %s", len(instances), instances[0].fault)
@@ -192,15 +220,34 @@ def _instance(ctx: CloudContext, principal: Principal, name: str, flavor: Flavor
 
 
 def _build(instance: Instance, flavor: Flavor, image: dict[str, Any],
-           server_group: ServerGroupRef | None) -> BuildInstance:
+           server_group: ServerGroupRef | None, boot: BootImages | None,
+           launch_index: int) -> BuildInstance:
     return BuildInstance(
         instance_id=instance.id, project_id=instance.project_id, name=instance.name,
         flavor=FlavorSpec(name=flavor.name, vcpus=flavor.vcpus, memory_mb=flavor.memory_mb,
                           disk_gb=flavor.disk_gb),
-        image=ImageRef(id=image["id"], name=image["name"], disk_format=image["disk_format"],
-                       size=image["size"], sha256=image["sha256"]),
-        task_id=instance.task_id or "", server_group=server_group,
+        image=images.image_ref(image),
+        task_id=instance.task_id or "", server_group=server_group, boot=boot,
+        guest=_guest(instance, launch_index),
     )
+
+
+def _guest(instance: Instance, launch_index: int) -> GuestConfig:
+    """What the instance's config drive tells the guest about itself."""
+    return GuestConfig(hostname=hostname_of(instance.name), project_id=instance.project_id,
+                       availability_zone=instance.group_name, key_name=instance.key_name,
+                       public_key=instance.key_data, user_data=instance.user_data,
+                       launch_index=launch_index)
+
+
+def hostname_of(name: str) -> str:
+    """The guest's hostname from its display name, as Nova sanitises it: lowercase
+    letters, digits and '-', at most 63 characters, no '-' at either end."""
+    cleaned = re.sub(r"[ _.]", "-", name.lower())
+    cleaned = re.sub(r"[^a-z0-9-]", "", cleaned)
+    cleaned = re.sub(r"-{2,}", "-", cleaned)[:63].strip("-")
+    return cleaned or "server"
+
 
 
 def _send_or_remove(ctx: CloudContext, group: str, message: BuildInstance | BuildInstances,

@@ -19,6 +19,7 @@ from ironbark.cli.credentials import CredentialsError
 from ironbark.cli.flavors import flavor
 from ironbark.cli.hosts import group, host
 from ironbark.cli.images import image
+from ironbark.cli.keypairs import keypair
 from ironbark.cli.output import print_error
 from ironbark.cli.servers import server
 from ironbark.cli.wait import WaitError
@@ -76,6 +77,7 @@ main.add_command(flavor)
 main.add_command(image)
 main.add_command(host)
 main.add_command(group)
+main.add_command(keypair)
 
 
 _DATA_DIR = click.Path(file_okay=False, path_type=Path)

@@ -52,13 +52,13 @@ class CreatedServers(NamedTuple):
 def create_servers(
     client: ApiClient, name: str, flavor: str, image: str, *, group: str | None = None,
     server_group: str | None = None, min_count: int | None = None,
-    max_count: int | None = None,
+    max_count: int | None = None, key_name: str | None = None, user_data: str | None = None,
 ) -> CreatedServers:
     """``POST /v1/servers`` with the optional fields; counts are checked by the API,
     which names the field at fault."""
     body: JsonObject = {"name": name, "flavor": flavor, "image": image}
     optional = {"group": group, "server_group": server_group, "min_count": min_count,
-                "max_count": max_count}
+                "max_count": max_count, "key_name": key_name, "user_data": user_data}
     body.update({k: v for k, v in optional.items() if v is not None})
     answer = client.request("POST", "/servers", json=body)
     if isinstance(answer, dict) and "servers" in answer:

@@ -8,9 +8,10 @@ several servers (``--min``/``--max``) prints them all, as a list.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 
@@ -31,7 +32,7 @@ STATUSES = (
 # The order of `server show` rows: identity, then state, then what it runs on, then times.
 SERVER_ORDER = (
     "id", "name", "project_id", "status", "vm_state", "task_state", "power_state",
-    "flavor", "image", "group", "server_group", "reservation_id", "host", "fault",
+    "flavor", "image", "group", "server_group", "reservation_id", "key_name", "host", "fault",
     "created_at", "updated_at", "launched_at", "request_id",
 )
 
@@ -95,14 +96,18 @@ def server() -> None:
               help="Create at least N servers, or none (default 1).")
 @click.option("--max", "max_count", type=int, default=None, metavar="N",
               help="Create up to N servers, named NAME-1 .. NAME-N (default: --min).")
+@click.option("--key-name", default=None, metavar="KEYPAIR",
+              help="Key pair whose public key the guest finds on its config drive.")
+@click.option("--user-data", type=click.File("rb"), default=None, metavar="FILE",
+              help="File the guest finds as its user data (at most 64 KiB).")
 @wait_options
 @format_option
 @click.argument("name")
 @click.pass_context
 def create(
     ctx: click.Context, name: str, flavor: str, image: str, group: str | None,
-    server_group: str | None, min_count: int | None, max_count: int | None, wait: bool,
-    timeout: float, fmt: str,
+    server_group: str | None, min_count: int | None, max_count: int | None,
+    key_name: str | None, user_data: BinaryIO | None, wait: bool, timeout: float, fmt: str,
 ) -> None:
     """Create a server called NAME (or several: --min/--max)."""
     client = get_client()
@@ -111,7 +116,9 @@ def create(
     # The bounds are left to the API, which names the field at fault in its 400 answer.
     created = create_servers(client, name, flavor, image, group=group,
                              server_group=server_group, min_count=min_count,
-                             max_count=max_count)
+                             max_count=max_count, key_name=key_name,
+                             user_data=(base64.b64encode(user_data.read()).decode()
+                                        if user_data is not None else None))
     if created.reservation_id is None:
         (one,) = created.servers
         if wait:

@@ -8,6 +8,7 @@ from cloud_manager.api.native import (  # noqa: E402, F401
     flavors,
     hosts,
     images,
+    keypairs,
     server_groups,
     servers,
 )

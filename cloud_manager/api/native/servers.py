@@ -26,7 +26,8 @@ def create_server() -> tuple[Response, int]:
     body = parse_body(ServerCreate)
     created = servers.create(cloud(), caller(), servers.CreateRequest(
         name=body.name, flavor_ref=body.flavor, image_ref=body.image, group=body.group,
-        server_group=body.server_group, min_count=body.min_count, max_count=body.max_count))
+        server_group=body.server_group, min_count=body.min_count, max_count=body.max_count,
+        key_name=body.key_name, user_data=body.user_data))
     shown = [views.server(i, caller()) for i in created.instances]
     if created.reservation_id is None:
         return jsonify({"server": shown[0]}), 202

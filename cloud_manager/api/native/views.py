@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from cloud_manager.auth import Principal
-from cloud_manager.db.models import Flavor, Group, Instance, ServerGroup
+from cloud_manager.db.models import Flavor, Group, Instance, KeyPair, ServerGroup
 from message_bus.lifecycle import status
 from message_bus.messages import HostView
 
@@ -42,7 +42,13 @@ def server(instance: Instance, principal: Principal) -> dict[str, Any]:
         "request_id": instance.request_id,
         "server_group": instance.server_group_id,
         "reservation_id": instance.reservation_id,
+        "key_name": instance.key_name,
     }
+
+
+def keypair(k: KeyPair) -> dict[str, Any]:
+    return {"name": k.name, "type": k.type, "public_key": k.public_key,
+            "fingerprint": k.fingerprint, "created_at": iso(k.created_at)}
 
 
 def server_group(sg: ServerGroup, members: list[str]) -> dict[str, Any]:
