@@ -14,11 +14,13 @@ from group_manager.db.models import Claim, Host
 from message_bus.errors import BusError
 from message_bus.lifecycle import Event, PowerState
 from message_bus.messages import (
+    ConsoleOutput,
     DeleteInstance,
     DescribeDomain,
     DescribeInstance,
     Destroy,
     DomainReport,
+    GetConsoleOutput,
     InstanceAction,
     InstanceObservation,
     InstanceUpdate,
@@ -91,12 +93,10 @@ def describe(ctx: GroupContext, msg: DescribeInstance) -> InstanceObservation:
         return InstanceObservation(instance_id=msg.instance_id, host=claim.host,
                                    power_state=PowerState.MISSING, note="it was destroyed")
     assert claim.host is not None
-    with ctx.sessions() as session:
-        host = session.get(Host, claim.host)
-        if host is not None and host.state != "up":
-            return InstanceObservation(
-                instance_id=msg.instance_id, host=claim.host, power_state=None,
-                note=f"host {claim.host} is down (last report {host.last_seen_at:%H:%M:%S} UTC)")
+    down = _host_down(ctx, claim.host)
+    if down:
+        return InstanceObservation(instance_id=msg.instance_id, host=claim.host,
+                                   power_state=None, note=down)
     try:
         reply = ctx.bus.call(host_target(claim.host),
                              DescribeDomain(instance_id=msg.instance_id),
@@ -107,3 +107,34 @@ def describe(ctx: GroupContext, msg: DescribeInstance) -> InstanceObservation:
     assert isinstance(reply, DomainReport)
     return InstanceObservation(instance_id=msg.instance_id, host=claim.host,
                                power_state=reply.power_state)
+
+
+def _host_down(ctx: GroupContext, name: str) -> str:
+    """Why the host cannot be asked now ("" if it is up)."""
+    with ctx.sessions() as session:
+        host = session.get(Host, name)
+        if host is not None and host.state != "up":
+            return f"host {name} is down (last report {host.last_seen_at:%H:%M:%S} UTC)"
+    return ""
+
+
+def console(ctx: GroupContext, msg: GetConsoleOutput) -> ConsoleOutput:
+    """Forward the read to the instance's host; a note says why when there is none."""
+    claim = _claim(ctx, msg.instance_id)
+    note = ""
+    if claim is None or claim.state == "failed" or claim.host is None:
+        note = "it has no host (it was never placed)"
+    elif claim.state == "released":
+        note = "it was destroyed"
+    else:
+        note = _host_down(ctx, claim.host)
+    if note:
+        return ConsoleOutput(instance_id=msg.instance_id, output=None, note=note)
+    assert claim is not None and claim.host is not None
+    try:
+        reply = ctx.bus.call(host_target(claim.host), msg, timeout=min(ctx.rpc_timeout, 10.0))
+    except BusError as exc:
+        return ConsoleOutput(instance_id=msg.instance_id, output=None,
+                             note=f"host {claim.host} did not answer: {exc}")
+    assert isinstance(reply, ConsoleOutput)
+    return reply

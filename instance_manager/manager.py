@@ -9,13 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from instance_manager import power, snapshot, spawn
+from instance_manager import console, power, snapshot, spawn
 from instance_manager.context import HostContext
 from instance_manager.reporter import Reporter
 from ironbark.periodic import Periodic
 from message_bus.envelope import Message
 from message_bus.idempotency import FileStore
-from message_bus.messages import DescribeDomain, Destroy, PowerAction, SnapshotDisk, Spawn
+from message_bus.messages import (
+    DescribeDomain,
+    Destroy,
+    GetConsoleOutput,
+    PowerAction,
+    SnapshotDisk,
+    Spawn,
+)
 
 M = TypeVar("M", bound=Message)
 
@@ -39,6 +46,7 @@ class InstanceManager:
                 SnapshotDisk: self._changing(lambda m: snapshot.snapshot(ctx, m)),
                 Destroy: self._changing(lambda m: power.destroy(ctx, m)),
                 DescribeDomain: lambda m: power.describe(ctx, m),
+                GetConsoleOutput: lambda m: console.read(ctx, m),
             },
             workers=ctx.options.workers, idempotency=self._keys,
         )

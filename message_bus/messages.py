@@ -264,6 +264,33 @@ class DescribeInstance(_InstanceMessage):
     REPLY: ClassVar[type[Message]] = InstanceObservation
 
 
+CONSOLE_MAX_BYTES = 1024 * 1024  # the most of a console log one answer carries
+
+
+class ConsoleOutput(Message):
+    """The tail of an instance's serial console; ``output`` None when it could not be
+    read, and ``note`` says why (no host yet, host down, no domain)."""
+
+    NAME: ClassVar[str] = "console_output"
+    KIND: ClassVar[Kind] = "reply"
+    instance_id: str
+    output: str | None
+    truncated: bool = False  # the log is longer than what came back
+    note: str = ""
+
+
+class GetConsoleOutput(Message):
+    """Read the tail of an instance's serial console. The Cloud Manager asks the group;
+    the group forwards the same message to the instance's host. Not ordered with the
+    instance's other messages: a read need not wait behind a minute-long shutdown."""
+
+    NAME: ClassVar[str] = "get_console_output"
+    KIND: ClassVar[Kind] = "call"
+    REPLY: ClassVar[type[Message]] = ConsoleOutput
+    instance_id: str
+    max_bytes: int = Field(CONSOLE_MAX_BYTES, ge=1, le=CONSOLE_MAX_BYTES)
+
+
 # --- Group Manager -> Instance Manager -------------------------------------------------
 
 

@@ -128,5 +128,11 @@ class HypervisorDriver(abc.ABC):
         caller removes it). Raises InstanceNotFound, or DriverError naming the cause.
         """
 
+    @abc.abstractmethod
+    def console_log(self, instance_id: str, max_bytes: int) -> tuple[bytes, bool]:
+        """The last ``max_bytes`` the guest wrote to its serial console, and whether
+        there is more before them. Empty when it wrote nothing yet (libvirt's simulated
+        hypervisor never writes); InstanceNotFound without a domain."""
+
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release the hypervisor connection."""

@@ -255,6 +255,21 @@ def reboot(server_ref: str, hard: bool, wait: bool, timeout: float, fmt: str) ->
 server.add_command(server_group)
 
 
+@server.command("console-log")
+@click.option("--lines", type=click.IntRange(1, 10000), default=None, metavar="N",
+              help="Only the last N lines.")
+@click.argument("server_ref", metavar="SERVER")
+def console_log(server_ref: str, lines: int | None) -> None:
+    """Print the server's serial console output, as the guest wrote it."""
+    client = get_client()
+    params = {"lines": str(lines)} if lines is not None else None
+    body = client.request("GET", f"/servers/{_server_id(client, server_ref)}/console-log",
+                          params=params)
+    if not isinstance(body, dict) or not isinstance(body.get("output"), str):
+        raise ApiError(0, "unexpected answer to GET console-log: no 'output' in it")
+    click.echo(body["output"], nl=False)
+
+
 # -- snapshots ---------------------------------------------------------------------------
 
 

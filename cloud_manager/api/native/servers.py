@@ -15,7 +15,7 @@ from cloud_manager.api.schemas import (
 )
 from cloud_manager.api.snapshot_schemas import CreateImageAction
 from cloud_manager.errors import BadInput, Forbidden
-from cloud_manager.services import servers, snapshots
+from cloud_manager.services import console, servers, snapshots
 from message_bus.lifecycle import Action
 
 
@@ -57,6 +57,13 @@ def show_server(server_id: str) -> Response:
     with cloud().sessions() as session:
         return jsonify({"server": views.server(servers.get(session, caller(), server_id),
                                                caller())})
+
+
+@blueprint.get("/servers/<server_id>/console-log")
+def console_log(server_id: str) -> Response:
+    """``{"output": text}``: the tail of the serial console; ``?lines=N``, the last N."""
+    lines = console.parse_lines(parse_query({"lines"}).get("lines"))
+    return jsonify({"output": console.read(cloud(), caller(), server_id, lines)})
 
 
 @blueprint.delete("/servers/<server_id>")

@@ -83,6 +83,15 @@ def disk_source(xml: str) -> tuple[Path, str] | None:
     return None
 
 
+def console_path(xml: str) -> Path | None:
+    """The file the domain's first serial port writes to, from its XML."""
+    for serial in ET.fromstring(xml).iterfind("devices/serial"):
+        source = serial.find("source")
+        if serial.get("type") == "file" and source is not None and source.get("path"):
+            return Path(source.get("path", ""))
+    return None
+
+
 def domain_name(instance_id: str) -> str:
     return f"{DOMAIN_NAME_PREFIX}{instance_id}"
 

@@ -32,7 +32,12 @@ from instance_manager.driver.base import (
     Inventory,
 )
 from instance_manager.driver.libvirt import disk, virt_type
-from instance_manager.driver.libvirt.domain_xml import build_domain_xml, disk_path, disk_source
+from instance_manager.driver.libvirt.domain_xml import (
+    build_domain_xml,
+    console_path,
+    disk_path,
+    disk_source,
+)
 from instance_manager.driver.libvirt.guest import Guest
 from instance_manager.driver.libvirt.host import LibvirtHost, is_connection_error
 from instance_manager.driver.libvirt.simulated import DomainSnapshot, SimulatedHost
@@ -351,6 +356,21 @@ class LibvirtDriver(HypervisorDriver):
             finally:
                 if paused_here:
                     guest.resume()
+
+    def console_log(self, instance_id: str, max_bytes: int) -> tuple[bytes, bool]:
+        """Read from the end of the serial log: a guest's log can be far larger than
+        what anyone reads of it."""
+        with self._errors("read the console of", instance_id):
+            path = console_path(self._get(instance_id).inactive_xml())
+            if path is None:
+                return b"", False
+            try:
+                with path.open("rb") as log_file:
+                    size = log_file.seek(0, os.SEEK_END)
+                    log_file.seek(max(0, size - max_bytes))
+                    return log_file.read(max_bytes), size > max_bytes
+            except FileNotFoundError:
+                return b"", False  # the guest has not written yet
 
     def close(self) -> None:
         self._host.close()

@@ -53,6 +53,8 @@ def samples() -> dict[str, Message]:
         m.Destroy(instance_id=INSTANCE, task_id=TASK),
         m.DomainReport(instance_id=INSTANCE, power_state=PowerState.RUNNING),
         m.DescribeDomain(instance_id=INSTANCE),
+        m.GetConsoleOutput(instance_id=INSTANCE, max_bytes=4096),
+        m.ConsoleOutput(instance_id=INSTANCE, output="login: ", truncated=True),
         m.HostReport(host="hv1", group="rack1", boot_id="boot-1", hypervisor_type="simulated",
                      capacity=CAPACITY, reserved=RESERVED,
                      domains=[m.DomainState(instance_id=INSTANCE,

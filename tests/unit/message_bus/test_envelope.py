@@ -288,6 +288,7 @@ def test_ordering_keys() -> None:
     assert SAMPLES["host_report"].ordering_key() == "host:hv1"
     assert SAMPLES["group_summary"].ordering_key() == "group:rack1"
     assert SAMPLES["list_hosts"].ordering_key() is None
+    assert SAMPLES["get_console_output"].ordering_key() is None  # never waits behind a task
     assert SAMPLES["power_state_sync"].ordering_key() is None
 
 

@@ -450,3 +450,26 @@ def test_driver_reports_an_unreadable_host_file(host_file):
     sim = SimulatedHost(host_file, vcpus=1, memory_mb=512, disk_gb=1)
     with pytest.raises(DriverError, match="cannot read simulated host file"):
         LibvirtDriver(sim.uri, simulated=sim)
+
+
+# -- console log -----------------------------------------------------------------
+
+def test_the_console_log_is_read_from_its_end(
+        driver: LibvirtDriver, make_spec: Callable[..., InstanceSpec]) -> None:
+    spec = make_spec()
+    driver.spawn(spec)
+    assert driver.console_log(spec.instance_id, 100) == (b"", False)  # nothing written yet
+    # Play the guest: append to the file the domain's serial port writes to.
+    log = spec.instance_dir / "console.log"
+    log.write_bytes(b"".join(b"line %05d\n" % i for i in range(20000)))  # 220 KB
+    tail, truncated = driver.console_log(spec.instance_id, 22)
+    assert (tail, truncated) == (b"line 19998\nline 19999\n", True)
+    whole, truncated = driver.console_log(spec.instance_id, 1024 * 1024)
+    assert whole == log.read_bytes() and not truncated
+    driver.power_off(spec.instance_id, timeout=1)  # a stopped guest's log is still there
+    assert driver.console_log(spec.instance_id, 11) == (b"line 19999\n", True)
+    with pytest.raises(InstanceNotFound):
+        driver.console_log(str(uuid.uuid4()), 10)
+    driver.destroy(spec.instance_id)
+    with pytest.raises(InstanceNotFound):
+        driver.console_log(spec.instance_id, 10)
