@@ -9,7 +9,9 @@ install_venv test
 start_rabbitmq
 fresh_rabbitmq_vhost ironbark-test   # tests/conftest.py's TEST_RABBITMQ_URL
 start_postgresql
-start_libvirtd                       # real QEMU guests (tests/e2e/test_qemu_*.py)
+start_libvirtd                       # real QEMU guests (tests/integration/test_qemu_*.py)
+log "the test guest"
+"$REPO/scripts/test-guest.sh" >/dev/null   # built once, cached (tests/guest.py)
 
 cd "$REPO"
 log "ruff"

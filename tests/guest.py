@@ -90,8 +90,8 @@ class BareBoot:
     marker: Marker
 
 
-def boot_bare(guest: GuestFiles, config_drive: Path, work: Path, *, memory_mb: int = 256,
-              timeout: float = 60.0) -> BareBoot:
+def boot_bare(guest: GuestFiles, config_drive: Path, work: Path, *, memory_mb: int = 512,
+              cmdline: str = "console=ttyS0", timeout: float = 60.0) -> BareBoot:
     """Boot the guest's kernel and initramfs on ``qemu-system-x86_64`` alone, as libvirt
     would run it (TCG, the config drive on an IDE cdrom), timed from the process start
     to the READY marker on its serial console; then kill it."""
@@ -100,7 +100,7 @@ def boot_bare(guest: GuestFiles, config_drive: Path, work: Path, *, memory_mb: i
     command = ["qemu-system-x86_64", "-machine", "pc,accel=tcg", "-m", str(memory_mb),
                "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
                "-kernel", str(guest.kernel), "-initrd", str(guest.initrd),
-               "-append", "console=ttyS0", "-serial", f"file:{console}",
+               "-append", cmdline, "-serial", f"file:{console}",
                "-drive", f"file={config_drive},media=cdrom,readonly=on,if=ide,index=3"]
     start = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
