@@ -1,53 +1,40 @@
-"""Bearer tokens from configuration: one admin token, one token per project.
+"""Who is calling: the principal a validated token stands for, and what it may do.
 
-(Full identity, with users, roles and Keystone-compatible tokens, comes later.)
-A project is identified by a uuid derived from its name, so every process of a
-multi-process cloud agrees on it without coordination.
+A token is issued by the identity service (``cloud_manager.identity.tokens``) for a
+user, scoped to a project or not; every API request carries it in ``X-Auth-Token``
+(OpenStack) or ``Authorization: Bearer`` (the native API and its CLI), and is checked
+against the database at each request, so a revoked token or a removed role stops
+working at once.
+
+Policy, as Keystone's default roles mean it: ``admin`` on the scoped project is the
+cloud's administrator; ``member`` may change its project's resources; ``reader`` may
+only look.
 """
 
 from __future__ import annotations
 
-import hmac
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy.orm import Session
-
-from cloud_manager.db.models import Project
-from ironbark.config import ApiOptions
-
-_PROJECT_NS = uuid.UUID("6f1c4a52-0c55-4d8e-9f59-2a8c3f4b7e10")
-ADMIN_PROJECT = "admin"
-
-
-def project_id(name: str) -> str:
-    return str(uuid.uuid5(_PROJECT_NS, name))
+ADMIN, MEMBER, READER = "admin", "member", "reader"
+ROLES = (ADMIN, MEMBER, READER)
 
 
 @dataclass(frozen=True)
 class Principal:
+    """``project_id`` is None for an unscoped token, which only the identity API takes."""
+
     project_id: str
     project_name: str
     is_admin: bool
+    user_id: str = ""
+    user_name: str = ""
+    roles: frozenset[str] = field(default_factory=frozenset)
+    domain_id: str = "default"
 
+    @property
+    def can_write(self) -> bool:
+        return self.is_admin or MEMBER in self.roles
 
-class TokenTable:
-    def __init__(self, options: ApiOptions):
-        assert options.admin_token is not None
-        self._tokens: list[tuple[str, Principal]] = [
-            (options.admin_token, Principal(project_id(ADMIN_PROJECT), ADMIN_PROJECT, True))
-        ]
-        for name, token in sorted(options.project_tokens.items()):
-            self._tokens.append((token, Principal(project_id(name), name, name == ADMIN_PROJECT)))
-
-    def authenticate(self, token: str) -> Principal | None:
-        found = None
-        for known, principal in self._tokens:  # compare with every token: constant time
-            if hmac.compare_digest(known.encode(), token.encode()):
-                found = principal
-        return found
-
-    def ensure_projects(self, session: Session) -> None:
-        for _, principal in self._tokens:
-            if session.get(Project, principal.project_id) is None:
-                session.add(Project(id=principal.project_id, name=principal.project_name))
+    @property
+    def scoped(self) -> bool:
+        return bool(self.project_id)

@@ -14,10 +14,11 @@ from sqlalchemy.orm import sessionmaker
 
 from cloud_manager import db
 from cloud_manager.api import create_app
-from cloud_manager.auth import TokenTable
 from cloud_manager.context import CloudContext
 from cloud_manager.db.models import ProcessedMessage
-from cloud_manager.services import reconciler, updates
+from cloud_manager.identity import bootstrap as identity_bootstrap
+from cloud_manager.identity import tokens
+from cloud_manager.services import quotas, reconciler, updates
 from image_store.client import ImageStoreClient
 from ironbark.config import Config
 from ironbark.periodic import Periodic
@@ -33,7 +34,10 @@ class CloudManager:
         """``images``: the image store's client; by default built from ``[image_store]``
         (the all-in-one passes its own, as its store listens on a port chosen at start)."""
         self.config, self.bus, self.engine = config, bus, engine
-        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        # Each session knows this cloud's default quotas (several clouds may share a
+        # process in tests, so they are not a module global).
+        self.sessions = sessionmaker(engine, expire_on_commit=False, info={
+            "quota_defaults": quotas.merged_defaults(config.cloud.quota_defaults)})
         if images is None:
             assert config.image_store.url is not None and config.image_store.token is not None
             images = ImageStoreClient(config.image_store.url, config.image_store.token)
@@ -42,10 +46,10 @@ class CloudManager:
         self._periodic: list[Periodic] = []
 
     def migrate(self) -> None:
-        """Bring the schema up to date and create the projects the tokens name."""
+        """Bring the schema up to date and make sure the first admin exists."""
         db.migrate(self.engine)
         with self.sessions.begin() as session:
-            TokenTable(self.config.api).ensure_projects(session)
+            identity_bootstrap.ensure(session, self.config.identity)
 
     def app(self) -> Flask:
         return create_app(self.ctx)
@@ -67,9 +71,14 @@ class CloudManager:
             Periodic("reconciler", self.config.cloud.reconcile_interval,
                      lambda: reconciler.sweep(self.ctx), run_now=False),
             Periodic("cloud-prune", 3600.0, self._keys.prune_old),
+            Periodic("token-prune", 3600.0, self._prune_tokens),
         ]
         for job in self._periodic:
             job.start()
+
+    def _prune_tokens(self) -> None:
+        with self.sessions.begin() as session:
+            tokens.prune(session)
 
     def stop(self) -> None:
         for job in self._periodic:

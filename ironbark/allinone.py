@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from cloud_manager import bootstrap
-from cloud_manager.auth import ADMIN_PROJECT, project_id
 from cloud_manager.manager import CloudManager
 from group_manager.manager import GroupManager
 from image_store.client import ImageStoreClient
 from image_store.factory import open_store
 from image_store.service import create_app as image_store_app
 from instance_manager.manager import InstanceManager
-from ironbark import simulation
+from ironbark import keystone, simulation
 from ironbark.config import Config
 from ironbark.db import create_engine
 from ironbark.wsgi import ThreadedServer
@@ -55,6 +54,7 @@ class AllInOne:
         self.groups: list[GroupManager] = []
         self._hosts: simulation.SimulatedHosts | None = None
         self._servers: list[ThreadedServer] = []
+        self._admin_token: str | None = None
         self.stopped = False
 
     # --- start and stop ------------------------------------------------------------------
@@ -140,8 +140,14 @@ class AllInOne:
 
     @property
     def admin_token(self) -> str:
-        assert self.config.api.admin_token is not None
-        return self.config.api.admin_token
+        """A token of the first admin, signed in with its password once and kept."""
+        if self._admin_token is None:
+            identity = self.config.identity
+            assert identity.admin_password is not None
+            self._admin_token, _ = keystone.password_token(
+                self.api_url, identity.admin_user, identity.admin_password,
+                identity.admin_project)
+        return self._admin_token
 
 
 # --- ironbark up / ironbark down -----------------------------------------------------------
@@ -175,7 +181,6 @@ def run(hosts: int | None = None, port: int = 8774, data_dir: str | Path | None 
 
     ``hosts``, ``groups``, ``host_mix`` and ``seed`` override ``[scale]``;
     ``hypervisor="qemu"`` makes the first host this machine (real QEMU guests)."""
-    from ironbark.cli.credentials import write_credentials
     from ironbark.runtime import load_config_or_exit, wait_for_shutdown
 
     # The image store is internal to this process (its clients are the in-process
@@ -206,14 +211,11 @@ def run(hosts: int | None = None, port: int = 8774, data_dir: str | Path | None 
     except OSError as exc:
         print(f"ironbark: cannot start: {exc} (is port {port} in use?)", file=sys.stderr)
         return 1
-    creds = write_credentials(cloud.api_url, cloud.admin_token, ADMIN_PROJECT)
     print(f"Ironbark all-in-one cloud is up in {time.monotonic() - started:.1f} s: "
           f"{layout.describe()}; data in {cfg.data_dir}")
-    print(f"  API endpoint: {cloud.api_url}")
-    print(f"  admin token:  {cloud.admin_token}   (project {ADMIN_PROJECT}, "
-          f"id {project_id(ADMIN_PROJECT)})")
-    print(f"  credentials for the CLI written to {creds}")
+    announce(cfg, cloud.api_url)
     print("  try: ironbark server create --flavor m1.small --image demo --wait vm1")
+    print("       openstack --os-cloud ironbark server list")
     print("Press Ctrl-C to stop.", flush=True)
     try:
         wait_for_shutdown()
@@ -223,6 +225,20 @@ def run(hosts: int | None = None, port: int = 8774, data_dir: str | Path | None 
         pid_file.unlink(missing_ok=True)
         lock.close()
     return 0
+
+
+def announce(cfg: Config, api_url: str) -> None:
+    """Write the ``ironbark`` clouds.yaml entry (the admin) and say where and who."""
+    identity = cfg.identity
+    assert identity.admin_password is not None
+    path = keystone.write_cloud(keystone.cloud_entry(
+        api_url, identity.admin_user, identity.admin_password, identity.admin_project,
+        identity.region))
+    print(f"  API endpoint: {api_url}   (identity: {keystone.auth_url(api_url)}/v3)")
+    print(f"  admin:        user '{identity.admin_user}', password "
+          f"'{identity.admin_password}', project '{identity.admin_project}'")
+    print(f"  clouds.yaml entry '{keystone.CLOUD_NAME}' written to {path} "
+          f"(OS_CLIENT_CONFIG_FILE overrides)")
 
 
 def stop_running(data_dir: str | Path | None = None, timeout: float = 60.0) -> int:

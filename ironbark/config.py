@@ -45,7 +45,7 @@ from pydantic_settings import (
 
 ENV_PREFIX = "IRONBARK_"
 # Environment variables of the command-line client and of the loader itself.
-_NOT_OPTIONS = {"IRONBARK_CONFIG", "IRONBARK_URL", "IRONBARK_TOKEN", "IRONBARK_CREDENTIALS"}
+_NOT_OPTIONS = {"IRONBARK_CONFIG", "IRONBARK_URL", "IRONBARK_TOKEN"}
 
 
 class ConfigError(Exception):
@@ -74,11 +74,23 @@ class ApiOptions(_Section):
     port: int = Field(8774, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64, description="gunicorn worker processes")
     threads: int = Field(16, ge=1, le=256, description="threads per worker")
-    admin_token: str | None = Field(None, min_length=16,
-                                    description="bearer token of the admin; generated if unset")
-    project_tokens: dict[str, str] = Field(
-        default_factory=dict, description="project name -> bearer token of that project"
-    )
+
+
+class IdentityOptions(_Section):
+    """The Keystone-compatible identity service: the first admin, tokens, the catalog."""
+
+    admin_user: str = Field("admin", min_length=1, max_length=255,
+                            description="the first admin's user name (made at start)")
+    admin_password: str | None = Field(None, min_length=8, description="the first admin's "
+                                       "password; generated into secrets.toml if unset")
+    admin_project: str = Field("admin", min_length=1, max_length=255,
+                               description="the project the first admin has the admin role on")
+    token_ttl: float = Field(3600.0, ge=10, le=7 * 86400,
+                             description="seconds a token is valid for")
+    region: str = Field("RegionOne", min_length=1, max_length=255,
+                        description="region of every endpoint in the service catalog")
+    public_url: str | None = Field(None, description="base URL of the API in the catalog "
+                                   "(default: the URL the client reached it by)")
 
 
 class CloudOptions(_Section):
@@ -90,6 +102,11 @@ class CloudOptions(_Section):
     )
     group_stale_after: float = Field(60.0, gt=0, description="seconds without a group summary "
                                      "after which the group is not chosen for new builds")
+    quota_defaults: dict[str, int] = Field(
+        default_factory=dict,
+        description="resource -> default limit of every project (-1: unlimited), over "
+                    "Nova's defaults (instances 10, cores 20, ram 51200...)",
+    )
 
 
 class HostOverride(_Section):
@@ -245,6 +262,7 @@ class Config(BaseSettings):
     bus: BusOptions = BusOptions()
     database: DatabaseOptions = DatabaseOptions()
     api: ApiOptions = ApiOptions()
+    identity: IdentityOptions = IdentityOptions()
     cloud: CloudOptions = CloudOptions()
     group: GroupOptions = GroupOptions()
     host: HostOptions = HostOptions()
@@ -365,9 +383,10 @@ def _describe(exc: ValidationError, file_path: Path | None) -> str:
 
 
 def ensure_secrets(config: Config) -> Config:
-    """Generate the admin and service tokens the first time, and keep them in data_dir.
+    """Generate the first admin's password and the service token the first time, and keep
+    them in data_dir.
 
-    Tokens given in the configuration win; generated ones are stored (mode 0600) so
+    Values given in the configuration win; generated ones are stored (mode 0600) so
     that a restarted cloud, and the command-line client, keep working.
     """
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -379,7 +398,7 @@ def ensure_secrets(config: Config) -> Config:
         stored: dict[str, str] = {}
         if path.exists():
             stored = {k: str(v) for k, v in tomllib.loads(path.read_text()).items()}
-        missing = [k for k in ("admin_token", "image_store_token") if k not in stored]
+        missing = [k for k in ("admin_password", "image_store_token") if k not in stored]
         if missing:
             stored.update({k: secrets.token_urlsafe(24) for k in missing})
             tmp = path.with_suffix(".tmp")
@@ -389,8 +408,8 @@ def ensure_secrets(config: Config) -> Config:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-    if config.api.admin_token is None:
-        config.api.admin_token = stored["admin_token"]
+    if config.identity.admin_password is None:
+        config.identity.admin_password = stored["admin_password"]
     if config.image_store.token is None:
         config.image_store.token = stored["image_store_token"]
     return config

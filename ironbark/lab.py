@@ -43,7 +43,7 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from ironbark import simulation
+from ironbark import keystone, simulation
 from ironbark.config import Config
 from ironbark.db import normalise_url
 
@@ -177,12 +177,13 @@ class Lab:
         self.children: dict[str, Child] = {}
         self._config_path = config_path
         self._abort = threading.Event()
+        self._admin_token: str | None = None
 
     # --- environment ---------------------------------------------------------------------
 
     def _env(self, name: str, **extra: str) -> dict[str, str]:
         cfg = self.cfg
-        assert cfg.api.admin_token is not None and cfg.image_store.token is not None
+        assert cfg.identity.admin_password is not None and cfg.image_store.token is not None
         assert cfg.database.url is not None
         env = dict(os.environ)
         if self._config_path is not None:
@@ -194,7 +195,7 @@ class Lab:
             "IRONBARK_API_PORT": str(self.api_port),
             "IRONBARK_API_WORKERS": str(cfg.api.workers),
             "IRONBARK_API_THREADS": str(cfg.api.threads),
-            "IRONBARK_API_ADMIN_TOKEN": cfg.api.admin_token,
+            "IRONBARK_IDENTITY_ADMIN_PASSWORD": cfg.identity.admin_password,
             "IRONBARK_IMAGE_STORE_PORT": str(self.store_port),
             "IRONBARK_IMAGE_STORE_URL": f"http://127.0.0.1:{self.store_port}",
             "IRONBARK_IMAGE_STORE_TOKEN": cfg.image_store.token,
@@ -261,12 +262,21 @@ class Lab:
                 raise LabError(f"timed out waiting for {what}")
             time.sleep(0.1)
 
+    def admin_token(self) -> str:
+        """A token of the first admin (signed in once, then kept)."""
+        if self._admin_token is None:
+            identity = self.cfg.identity
+            assert identity.admin_password is not None
+            self._admin_token, _ = keystone.password_token(
+                self.api_url, identity.admin_user, identity.admin_password,
+                identity.admin_project)
+        return self._admin_token
+
     def _ready(self) -> bool:
-        assert self.cfg.api.admin_token is not None
         try:
             r = requests.get(f"{self.api_url}/v1/groups", timeout=5,
-                             headers={"Authorization": f"Bearer {self.cfg.api.admin_token}"})
-        except requests.RequestException:
+                             headers={"Authorization": f"Bearer {self.admin_token()}"})
+        except (requests.RequestException, PermissionError):
             return False
         if r.status_code != 200:
             return False
@@ -321,9 +331,7 @@ def run(*, hosts: int | None = None, groups: int | None = None, host_mix: str | 
         config_path: str | Path | None = None, bus_url: str | None = None,
         database_url: str | None = None) -> int:
     """Start the lab, serve until SIGINT/SIGTERM (or a child dies), stop it; exit code."""
-    from cloud_manager.auth import ADMIN_PROJECT
-    from ironbark.allinone import lock_data_dir, scale_overrides
-    from ironbark.cli.credentials import write_credentials
+    from ironbark.allinone import announce, lock_data_dir, scale_overrides
     from ironbark.runtime import load_config_or_exit
 
     overrides: dict[str, Any] = {"api": {"port": port}}
@@ -359,12 +367,9 @@ def run(*, hosts: int | None = None, groups: int | None = None, host_mix: str | 
     status = 0
     try:
         lab.start()
-        assert cfg.api.admin_token is not None
-        creds = write_credentials(lab.api_url, cfg.api.admin_token, ADMIN_PROJECT)
         print(f"Ironbark multi-process lab is up in {time.monotonic() - started:.1f} s "
               f"({len(lab.children)} processes, logs in {lab.logs})")
-        print(f"  API endpoint: {lab.api_url}")
-        print(f"  credentials for the CLI written to {creds}")
+        announce(cfg, lab.api_url)
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(1.0):
             dead = lab.dead()

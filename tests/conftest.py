@@ -22,6 +22,7 @@ from kombu import Connection
 from ironbark import config
 from ironbark.allinone import AllInOne
 from tests.helpers import Api
+from tests.identity import member_token
 
 # The tests' own virtual host, which scripts/test.sh empties before each run.
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL",
@@ -30,8 +31,6 @@ POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://ironbark:ironbark@127.0.0.1:5432/postgres"
 )
 
-ALPHA_TOKEN = "alpha-project-token-0123456789"
-BETA_TOKEN = "beta-project-token-0123456789"
 
 
 @pytest.fixture(scope="session")
@@ -82,13 +81,15 @@ def namespace() -> str:
 
 
 def fast_config(data_dir: Path, namespace: str, **overrides: Any) -> config.Config:
-    """A configuration for tests: short intervals, free ports, two project tokens."""
+    """A configuration for tests: short intervals, free ports."""
     base: dict[str, Any] = {
         "data_dir": data_dir,
         "bus": {"url": "memory://", "namespace": namespace, "polling_interval": 0.001},
-        "api": {"port": 0, "project_tokens": {"alpha": ALPHA_TOKEN, "beta": BETA_TOKEN}},
+        "api": {"port": 0},
         "image_store": {"port": 0},
-        "cloud": {"reconcile_interval": 0.2, "group_stale_after": 30.0},
+        # Tests of placement make hundreds of servers: unlimited unless a test sets quotas.
+        "cloud": {"reconcile_interval": 0.2, "group_stale_after": 30.0,
+                  "quota_defaults": {"instances": -1, "cores": -1, "ram": -1}},
         "group": {"summary_interval": 0.2, "host_down_after": 3.0},
         "host": {"report_interval": 0.5},
     }
@@ -134,12 +135,13 @@ def admin(cloud: AllInOne) -> Api:
 
 @pytest.fixture
 def alpha(cloud: AllInOne) -> Api:
-    return Api(cloud.api_url, ALPHA_TOKEN)
+    """A member of project ``alpha`` (made through the identity API)."""
+    return Api(cloud.api_url, member_token(cloud, "alpha"))
 
 
 @pytest.fixture
 def beta(cloud: AllInOne) -> Api:
-    return Api(cloud.api_url, BETA_TOKEN)
+    return Api(cloud.api_url, member_token(cloud, "beta"))
 
 
 @pytest.fixture(scope="session")

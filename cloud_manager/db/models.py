@@ -27,12 +27,96 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING)
 
 
+class Domain(Base):
+    """Keystone's namespace of projects and users; one, ``default``, is created at start."""
+
+    __tablename__ = "domains"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Project(Base):
+    """A tenant: every server, key pair, network and private image belongs to one.
+
+    Names are unique cloud-wide (not only per domain, as Keystone allows): the
+    native API and the CLI name projects without a domain.
+    """
+
     __tablename__ = "projects"
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    domain_id: Mapped[str] = mapped_column(sa.ForeignKey("domains.id"), default="default")
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(Base):
+    """A person or a service that signs in with a password (hashed with argon2id)."""
+
+    __tablename__ = "users"
+    __table_args__ = (sa.UniqueConstraint("domain_id", "name", name="uq_users_domain_name"),)
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    domain_id: Mapped[str] = mapped_column(sa.ForeignKey("domains.id"))
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    enabled: Mapped[bool] = mapped_column(default=True)
+    default_project_id: Mapped[str | None] = mapped_column(sa.String(36))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    email: Mapped[str | None] = mapped_column(sa.String(255))
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Role(Base):
+    """``admin``, ``member`` and ``reader`` mean something to the policy; others may be
+    made and assigned, and grant nothing."""
+
+    __tablename__ = "roles"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class RoleAssignment(Base):
+    """A user's role on a project (project scope only: no domain or system scope)."""
+
+    __tablename__ = "role_assignments"
+
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    role_id: Mapped[str] = mapped_column(sa.ForeignKey("roles.id", ondelete="CASCADE"),
+                                         primary_key=True)
+
+
+class Token(Base):
+    """An issued token, by the SHA-256 of its secret (a database leak reveals none).
+
+    Roles are not copied here: each request reads the current assignments, so
+    removing a role or disabling a user takes effect at once, as with Keystone.
+    """
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    project_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    audit_id: Mapped[str] = mapped_column(sa.String(32))
+    methods: Mapped[str] = mapped_column(sa.String(64))
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    revoked: Mapped[bool] = mapped_column(default=False)
 
 
 class Flavor(Base):
@@ -44,6 +128,8 @@ class Flavor(Base):
     memory_mb: Mapped[int]
     disk_gb: Mapped[int]
     is_public: Mapped[bool] = mapped_column(default=True)
+    # Nova's os-extra_specs: key -> value, both strings; kept, shown, not interpreted.
+    extra_specs: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -123,11 +209,25 @@ class Instance(Base):
     key_name: Mapped[str | None] = mapped_column(sa.String(255))
     key_data: Mapped[str | None] = mapped_column(sa.Text)
     user_data: Mapped[str | None] = mapped_column(sa.Text)
+    # Who made it (Nova's user_id) and the server's own key/value metadata.
+    user_id: Mapped[str | None] = mapped_column(sa.String(64))
+    server_metadata: Mapped[dict] = mapped_column("metadata", sa.JSON, default=dict)
 
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Quota(Base):
+    """A project's limit on one resource, where it differs from the default."""
+
+    __tablename__ = "quotas"
+
+    project_id: Mapped[str] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    resource: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    hard_limit: Mapped[int]
 
 
 class Group(Base):
@@ -150,3 +250,107 @@ class ProcessedMessage(Base):
 
     key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     processed_at: Mapped[float] = mapped_column(sa.Float, index=True)
+
+
+# --- Network v2.0: the API's records and the address allocation (IPAM) ----------------------
+# The data plane (bridges, DHCP, filtering) is built from these later; the allocation is
+# already real: an address is taken by inserting it, under a unique (subnet, address).
+
+
+class Network(Base):
+    __tablename__ = "networks"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(255), default="")
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+    admin_state_up: Mapped[bool] = mapped_column(default=True)
+    shared: Mapped[bool] = mapped_column(default=False)
+    external: Mapped[bool] = mapped_column(default=False)
+    mtu: Mapped[int] = mapped_column(default=1450)
+    revision: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Subnet(Base):
+    __tablename__ = "subnets"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    network_id: Mapped[str] = mapped_column(sa.ForeignKey("networks.id"), index=True)
+    project_id: Mapped[str] = mapped_column(sa.ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(sa.String(255), default="")
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+    ip_version: Mapped[int] = mapped_column(default=4)
+    cidr: Mapped[str] = mapped_column(sa.String(64))
+    gateway_ip: Mapped[str | None] = mapped_column(sa.String(64))
+    enable_dhcp: Mapped[bool] = mapped_column(default=True)
+    allocation_pools: Mapped[list] = mapped_column(sa.JSON, default=list)
+    dns_nameservers: Mapped[list] = mapped_column(sa.JSON, default=list)
+    revision: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SecurityGroup(Base):
+    __tablename__ = "security_groups"
+    __table_args__ = (sa.Index("ix_security_groups_project_name", "project_id", "name"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(sa.String(255))
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+    revision: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SecurityGroupRule(Base):
+    __tablename__ = "security_group_rules"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    security_group_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("security_groups.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(sa.ForeignKey("projects.id"))
+    direction: Mapped[str] = mapped_column(sa.String(8))
+    ethertype: Mapped[str] = mapped_column(sa.String(8))
+    protocol: Mapped[str | None] = mapped_column(sa.String(40))
+    port_range_min: Mapped[int | None]
+    port_range_max: Mapped[int | None]
+    remote_ip_prefix: Mapped[str | None] = mapped_column(sa.String(64))
+    remote_group_id: Mapped[str | None] = mapped_column(sa.String(36))
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Port(Base):
+    """``device_id`` is the server it is plugged into ('' when free); a port the
+    Compute API made for a server (``device_owner`` compute:*) goes with the server."""
+
+    __tablename__ = "ports"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    network_id: Mapped[str] = mapped_column(sa.ForeignKey("networks.id"), index=True)
+    project_id: Mapped[str] = mapped_column(sa.ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(sa.String(255), default="")
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+    mac_address: Mapped[str] = mapped_column(sa.String(17), unique=True)
+    admin_state_up: Mapped[bool] = mapped_column(default=True)
+    device_id: Mapped[str] = mapped_column(sa.String(255), default="", index=True)
+    device_owner: Mapped[str] = mapped_column(sa.String(255), default="")
+    security_group_ids: Mapped[list] = mapped_column(sa.JSON, default=list)
+    revision: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class IpAllocation(Base):
+    """One address of one port; the primary key makes an address taken at most once."""
+
+    __tablename__ = "ip_allocations"
+
+    subnet_id: Mapped[str] = mapped_column(sa.ForeignKey("subnets.id"), primary_key=True)
+    ip_address: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    port_id: Mapped[str] = mapped_column(sa.ForeignKey("ports.id", ondelete="CASCADE"),
+                                         index=True)
+    network_id: Mapped[str] = mapped_column(sa.String(36))

@@ -232,7 +232,7 @@ def create(source: CloudContext | ImageStoreClient, principal: Principal, *, nam
            disk_format: str, visibility: str = "private",
            properties: dict[str, str] | None = None, kernel_id: str | None = None,
            ramdisk_id: str | None = None, min_disk: int = 0, min_ram: int = 0,
-           ) -> dict[str, Any]:
+           image_id: str | None = None) -> dict[str, Any]:
     """Register an image (``queued``) owned by the caller's project; its bytes come later.
 
     ``kernel_id``/``ramdisk_id`` may be given as ids or names of images the caller sees.
@@ -243,7 +243,8 @@ def create(source: CloudContext | ImageStoreClient, principal: Principal, *, nam
     with store_errors():
         return store.create(name=name, disk_format=disk_format, owner=principal.project_id,
                             visibility=visibility, properties=properties, kernel_id=kernel,
-                            ramdisk_id=ramdisk, min_disk=min_disk, min_ram=min_ram)
+                            ramdisk_id=ramdisk, min_disk=min_disk, min_ram=min_ram,
+                            image_id=image_id)
 
 
 def update(source: CloudContext | ImageStoreClient, principal: Principal, ref: str,

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from cloud_manager.auth import Principal
 from cloud_manager.db.models import KeyPair
 from cloud_manager.errors import BadInput, Conflict, NotFound
+from cloud_manager.services import quotas
 
 NAME = re.compile(r"^[A-Za-z0-9 _.@-]{1,255}$")  # Nova's rule
 MIN_RSA_BITS = 2048
@@ -92,6 +93,7 @@ def create(session: Session, principal: Principal, *, name: str,
         public_key, private_key = generate()
     else:
         public_key = parse_public_key(public_key)
+    quotas.check_one_more(session, principal.project_id, "key_pairs")
     keypair = KeyPair(id=str(uuid.uuid4()), project_id=principal.project_id, name=name,
                       type="ssh", public_key=public_key, fingerprint=fingerprint(public_key))
     try:

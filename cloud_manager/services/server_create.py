@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -30,7 +31,7 @@ from cloud_manager.auth import Principal
 from cloud_manager.context import CloudContext
 from cloud_manager.db.models import Flavor, Instance
 from cloud_manager.errors import BadInput, Unavailable
-from cloud_manager.services import flavors, groups, images, keypairs, server_groups
+from cloud_manager.services import flavors, groups, images, keypairs, quotas, server_groups
 from cloud_manager.services.notify import state_changed
 from ironbark.db import utcnow
 from message_bus import context
@@ -64,6 +65,7 @@ class CreateRequest:
     max_count: int = 1
     key_name: str | None = None
     user_data: str | None = None  # base64
+    metadata: dict[str, str] | None = None
 
     @property
     def multi(self) -> bool:
@@ -135,6 +137,11 @@ def create(ctx: CloudContext, principal: Principal, request: CreateRequest) -> C
         if flavor is None:
             raise _no_flavor(request.flavor_ref)
         _check_fits(flavor, image)
+        allowed = quotas.servers_allowed(session, principal.project_id, flavor.vcpus,
+                                         flavor.memory_mb, request.min_count,
+                                         request.max_count)
+        if allowed < request.max_count:  # as Nova: fewer servers, if min_count still fit
+            request = dataclasses.replace(request, max_count=allowed)
         key = (keypairs.for_server(session, principal, request.key_name)
                if request.key_name is not None else None)
         server_group, pinned = None, None
@@ -144,6 +151,9 @@ def create(ctx: CloudContext, principal: Principal, request: CreateRequest) -> C
                                                          request.server_group)
             pinned = server_groups.pinned_group(session, server_group)
             server_groups.check_requested(server_group, pinned, request.group)
+            quotas.check_count(session, principal.project_id, "server_group_members",
+                               len(server_groups.members(session, [server_group.id])
+                                   .get(server_group.id, [])) + request.max_count)
         chosen = pinned or groups.choose(session, request.group, flavor,
                                          ctx.config.cloud.group_stale_after)
         newly_pinned = server_group is not None and pinned is None and chosen is not None
@@ -160,6 +170,8 @@ def create(ctx: CloudContext, principal: Principal, request: CreateRequest) -> C
             instance.key_name = key.name if key else None
             instance.key_data = key.public_key if key else None
             instance.user_data = request.user_data
+            instance.user_id = principal.user_id or None
+            instance.server_metadata = dict(request.metadata or {})
         session.add_all(instances)
         group_ref = server_groups.ref(server_group) if server_group else None
         builds = [_build(i, flavor, image, group_ref, boot, index)

@@ -22,12 +22,14 @@ from sqlalchemy.orm import Session
 from cloud_manager.auth import Principal
 from cloud_manager.db.models import Instance, ServerGroup
 from cloud_manager.errors import BadInput, NotFound
+from cloud_manager.services import quotas
 from message_bus.messages import ServerGroupRef
 
 FIELD = "server_group"
 
 
 def create(session: Session, principal: Principal, *, name: str, policy: str) -> ServerGroup:
+    quotas.check_one_more(session, principal.project_id, "server_groups")
     group = ServerGroup(id=str(uuid.uuid4()), project_id=principal.project_id, name=name,
                         policy=policy)
     session.add(group)

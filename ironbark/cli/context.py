@@ -16,15 +16,17 @@ from ironbark.cli.credentials import resolve
 
 @dataclass
 class CliState:
-    """``--url``/``--token`` as given, and the client built from them once needed."""
+    """``--url``/``--token``/``--os-cloud`` as given, and the client built from them
+    once needed."""
 
     url: str | None = None
     token: str | None = None
+    cloud: str | None = None
     api: ApiClient | None = None
 
     def client(self) -> ApiClient:
         if self.api is None:
-            creds = resolve(self.url, self.token)
+            creds = resolve(self.url, self.token, self.cloud)
             self.api = ApiClient(creds.url, creds.token)
         return self.api
 

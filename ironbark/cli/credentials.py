@@ -1,32 +1,27 @@
-"""Where the CLI finds the API endpoint and its token.
+"""Where the CLI finds the native API and a token for it.
 
-Each of ``url`` and ``token`` is taken from the first place that has it:
-
-1. the ``--url`` / ``--token`` options,
-2. the ``IRONBARK_URL`` / ``IRONBARK_TOKEN`` environment variables,
-3. the credentials file that ``ironbark up`` writes: ``$IRONBARK_CREDENTIALS``, else
-   ``$XDG_CONFIG_HOME/ironbark/credentials.json`` (``~/.config`` when unset), holding
-   ``{"url": ..., "token": ..., "project": ...}``.
-
-The file's token is only ever sent to the file's own URL: pointing the CLI at another
-endpoint with ``--url`` or ``IRONBARK_URL`` must not leak the local cloud's admin
-token to it, so that case needs its own token.
+1. ``--token`` / ``IRONBARK_TOKEN``: a token already issued by the cloud's identity
+   service, used as is, with ``--url`` / ``IRONBARK_URL`` naming the native API.
+2. Otherwise the CLI signs in like any OpenStack client: from the ``clouds.yaml``
+   entry ``--os-cloud`` / ``OS_CLOUD`` names, else from ``OS_AUTH_URL`` and its
+   ``OS_*`` companions, else from the ``ironbark`` entry that ``ironbark up`` writes.
+   The file is read by openstacksdk's loader (the same search path and rules as
+   the ``openstack`` CLI) and the sign-in is keystoneauth's; the native API's URL
+   is the catalog's ``cloud`` service (``--url`` overrides it).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-CREDENTIALS_ENV = "IRONBARK_CREDENTIALS"
 URL_ENV = "IRONBARK_URL"
 TOKEN_ENV = "IRONBARK_TOKEN"
+DEFAULT_CLOUD = "ironbark"
 
-_HINT = f"run `ironbark up` to start a local cloud, or set {URL_ENV} and {TOKEN_ENV}"
+_HINT = ("run `ironbark up` (it writes the 'ironbark' entry of clouds.yaml), name an entry "
+         "with --os-cloud or OS_CLOUD, or set OS_AUTH_URL, OS_USERNAME, OS_PASSWORD and "
+         "OS_PROJECT_NAME")
 
 
 class CredentialsError(Exception):
@@ -35,10 +30,7 @@ class CredentialsError(Exception):
 
 @dataclass(frozen=True)
 class Credentials:
-    """An endpoint and the bearer token to use there.
-
-    ``project`` is only known when the credentials file supplied the token.
-    """
+    """An endpoint of the native API and the token to use there."""
 
     url: str
     token: str
@@ -49,97 +41,44 @@ class Credentials:
         return f"Credentials(url={self.url!r}, token='***', project={self.project!r})"
 
 
-def credentials_path() -> Path:
-    """The credentials file path, honouring ``IRONBARK_CREDENTIALS`` and XDG."""
-    explicit = os.environ.get(CREDENTIALS_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    # The XDG spec says a relative value is invalid and must be ignored.
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".config"
-    return base / "ironbark" / "credentials.json"
-
-
-def write_credentials(url: str, token: str, project: str, path: Path | None = None) -> Path:
-    """Store credentials for later CLI calls; returns the file written.
-
-    The file holds a bearer token, so it is created with mode 0600 from the start
-    (never world-readable, not even briefly) and replaced atomically, so a
-    concurrent reader sees either the old file or the new one, never half of one.
-    """
-    target = Path(path) if path is not None else credentials_path()
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    body = json.dumps({"url": url, "token": token, "project": project}, indent=2) + "\n"
-    # mkstemp creates the file with mode 0600 in the target's directory, so the
-    # final rename stays on one file system and is atomic.
-    fd, tmp_name = tempfile.mkstemp(prefix=".credentials-", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o600)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    return target
-
-
-def read_credentials(path: Path | None = None) -> Credentials | None:
-    """The credentials file's content, or None when there is no file.
-
-    A file that exists but cannot be used is an error naming the file, not a silent
-    fall-through: the user would otherwise get a confusing 401 or "no credentials".
-    """
-    target = path if path is not None else credentials_path()
-    try:
-        raw = target.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise CredentialsError(f"cannot read credentials file {target}: {exc.strerror}") from exc
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise CredentialsError(
-            f"credentials file {target} is not valid JSON ({exc}); {_HINT}"
-        ) from exc
-    if not isinstance(data, dict):
-        raise CredentialsError(f"credentials file {target} must hold a JSON object; {_HINT}")
-    url, token, project = data.get("url"), data.get("token"), data.get("project")
-    if not isinstance(url, str) or not url or not isinstance(token, str) or not token:
-        raise CredentialsError(
-            f"credentials file {target} lacks a \"url\" or \"token\" string; {_HINT}"
-        )
-    return Credentials(url=url, token=token, project=project if isinstance(project, str) else None)
-
-
-def _same_endpoint(a: str, b: str) -> bool:
-    return a.rstrip("/") == b.rstrip("/")
-
-
-def resolve(url_opt: str | None, token_opt: str | None) -> Credentials:
-    """The endpoint and token to use, from options, then environment, then the file."""
+def resolve(url_opt: str | None, token_opt: str | None,
+            cloud_opt: str | None = None) -> Credentials:
     url = url_opt or os.environ.get(URL_ENV) or None
     token = token_opt or os.environ.get(TOKEN_ENV) or None
-    if url and token:
+    if token:
+        if not url:
+            raise CredentialsError(f"a token was given without the API's URL: give --url or "
+                                   f"set {URL_ENV}")
         return Credentials(url=url, token=token)
+    return sign_in(cloud_opt or os.environ.get("OS_CLOUD") or None, url)
 
-    path = credentials_path()
-    stored = read_credentials(path)
-    if stored is None:
-        missing = "an API token" if url else "an API endpoint"
-        raise CredentialsError(f"no Ironbark credentials: {missing} is needed; {_HINT}")
 
-    if token and not url:
-        return Credentials(url=stored.url, token=token)
-    if url and not token:
-        if _same_endpoint(url, stored.url):
-            return Credentials(url=url, token=stored.token, project=stored.project)
-        raise CredentialsError(
-            f"no token for {url}: the credentials file {path} is for {stored.url}; "
-            f"give --token or set {TOKEN_ENV}"
-        )
-    return stored
+def sign_in(cloud: str | None, url: str | None) -> Credentials:
+    # openstacksdk is a heavy import: only commands that talk to the API pay for it.
+    from keystoneauth1 import exceptions as ksa_exceptions
+    from openstack import exceptions as sdk_exceptions
+    from openstack.config import OpenStackConfig
+
+    if cloud is None and not os.environ.get("OS_AUTH_URL"):
+        cloud = DEFAULT_CLOUD
+    try:
+        region = OpenStackConfig().get_one(cloud=cloud)
+    except sdk_exceptions.ConfigException as exc:
+        raise CredentialsError(f"no Ironbark credentials ({exc}); {_HINT}") from None
+    name = cloud or "from OS_* variables"
+    try:
+        session = region.get_session()
+        token = session.get_token()
+        endpoint = url or session.get_endpoint(service_type="cloud",
+                                               interface=region.get_interface() or "public",
+                                               region_name=region.get_region_name())
+    except ksa_exceptions.Unauthorized:
+        raise CredentialsError(f"sign-in to cloud '{name}' was refused: wrong user name, "
+                               f"password or project") from None
+    except ksa_exceptions.ClientException as exc:
+        raise CredentialsError(f"cannot sign in to cloud '{name}': {exc}") from None
+    if not endpoint:
+        raise CredentialsError(f"cloud '{name}' lists no 'cloud' service (the Ironbark "
+                               f"native API) in its catalog; give --url")
+    project = region.auth.get("project_name") or region.auth.get("project_id")
+    return Credentials(url=endpoint, token=token, project=project)

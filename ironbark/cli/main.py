@@ -54,22 +54,29 @@ class IronbarkGroup(click.Group):
 @click.group(cls=IronbarkGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--url", default=None, metavar="URL",
-    help="API endpoint [env IRONBARK_URL; default: from `ironbark up`'s credentials file].",
+    help="Native API endpoint [env IRONBARK_URL; default: the catalog's 'cloud' service].",
 )
 @click.option(
     "--token", default=None, metavar="TOKEN",
-    help="Bearer token [env IRONBARK_TOKEN; default: from the credentials file].",
+    help="A token the identity service issued [env IRONBARK_TOKEN; default: sign in].",
+)
+@click.option(
+    "--os-cloud", "os_cloud", default=None, metavar="NAME",
+    help="clouds.yaml entry to sign in with [env OS_CLOUD; default: OS_AUTH_URL and "
+         "friends, else 'ironbark', which `ironbark up` writes].",
 )
 @click.option(
     "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
     help="Show the version and exit.",
 )
 @click.pass_context
-def main(ctx: click.Context, url: str | None, token: str | None) -> None:
+def main(ctx: click.Context, url: str | None, token: str | None,
+         os_cloud: str | None) -> None:
     """Ironbark: a private IaaS cloud. Start one with `ironbark up`."""
     state = ctx.ensure_object(CliState)
     state.url = url
     state.token = token
+    state.cloud = os_cloud
 
 
 main.add_command(server)
@@ -130,7 +137,7 @@ def up(
     hypervisor: str | None, multi_process: bool, bus_url: str | None,
     database_url: str | None,
 ) -> None:
-    """Run an all-in-one cloud here; writes the credentials the CLI uses."""
+    """Run an all-in-one cloud here; writes the clouds.yaml entry the CLI uses."""
     if hosts is not None and groups is not None and hosts < groups:
         raise click.BadParameter(f"{hosts} hosts cannot fill {groups} groups (every group "
                                  f"needs a host)", param_hint="'--hosts'")

@@ -1,10 +1,10 @@
 """Fixtures of the end-to-end tests: the installed ``ironbark`` command, run as a user would.
 
 Every cloud is a real ``ironbark up`` subprocess with a sandbox of its own: a private
-``HOME``, XDG directories and credentials file under the test's temporary directory,
+``HOME``, XDG directories and clouds.yaml under the test's temporary directory,
 a free port, and no ``IRONBARK_`` variable from the caller's environment (an unknown
 one is a start-up error, and a stray ``IRONBARK_URL`` would point the CLI elsewhere).
-The CLI is run with the same environment, so it finds the credentials ``ironbark up``
+The CLI is run with the same environment, so it finds the clouds.yaml entry ``ironbark up``
 wrote exactly as it would on a workstation.
 
 ``cloud`` and ``make_cloud`` here replace, for this directory only, the in-process
@@ -48,7 +48,8 @@ def free_port() -> int:
 
 def sandbox_env(root: Path, **extra: str) -> dict[str, str]:
     """The caller's environment minus every IRONBARK_ variable, with homes under ``root``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IRONBARK_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("IRONBARK_", "OS_"))}
     home, config_home, data_home = root / "home", root / "xdg-config", root / "xdg-data"
     for d in (home, config_home, data_home):
         d.mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,7 @@ def sandbox_env(root: Path, **extra: str) -> dict[str, str]:
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(config_home),
         "XDG_DATA_HOME": str(data_home),
-        "IRONBARK_CREDENTIALS": str(root / "credentials.json"),
+        "OS_CLIENT_CONFIG_FILE": str(root / "clouds.yaml"),
         **FAST_ENV,
         **extra,
     })

@@ -335,14 +335,14 @@ def test_ctrl_c_then_up_keeps_servers(make_cloud: CloudFactory) -> None:
 # --- 9. no credentials ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("credentials", ["missing-file", "empty-file", "empty-variable"])
+@pytest.mark.parametrize("credentials", ["missing-file", "empty-file", "unknown-cloud"])
 def test_without_credentials_the_cli_says_to_run_up(tmp_path: Path, credentials: str) -> None:
-    path = tmp_path / "nothing-here" / "credentials.json"
+    path = tmp_path / "nothing-here" / "clouds.yaml"
     if credentials == "empty-file":
         path.parent.mkdir()
         path.write_text("")
-    env = sandbox_env(tmp_path, IRONBARK_CREDENTIALS="" if credentials == "empty-variable"
-                      else str(path))
+    extra = {"OS_CLOUD": "no-such-cloud"} if credentials == "unknown-cloud" else {}
+    env = sandbox_env(tmp_path, OS_CLIENT_CONFIG_FILE=str(path), **extra)
     assert not any(k in env for k in ("IRONBARK_URL", "IRONBARK_TOKEN"))
 
     result = run_ironbark(env, "server", "list")

@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
-from cloud_manager.auth import Principal, project_id
+from cloud_manager.auth import MEMBER, Principal
 from cloud_manager.errors import Unavailable
 from cloud_manager.services import server_create
 from ironbark.allinone import AllInOne
 from message_bus import Bus
-from tests.conftest import ALPHA_TOKEN, CloudFactory
+from tests.conftest import CloudFactory
 from tests.helpers import Api
+from tests.identity import member_token, project_id
 
 GOOD = {"name": "node", "flavor": "m1.tiny", "image": "demo"}
 
@@ -119,7 +120,7 @@ def test_another_project_does_not_see_a_reservation(alpha: Api, beta: Api) -> No
 def test_with_no_group_reporting_every_server_fails_alike(make_cloud: CloudFactory) -> None:
     cloud = make_cloud(hosts=1, cloud={"group_stale_after": 0.5},
                        group={"summary_interval": 60.0})
-    api = Api(cloud.api_url, ALPHA_TOKEN)
+    api = Api(cloud.api_url, member_token(cloud, "alpha"))
     time.sleep(0.6)  # the only summary is now stale: no group counts as reporting
     body = _multi(api, max_count=3, min_count=2)
     assert {s["status"] for s in body["servers"]} == {"ERROR"}
@@ -140,7 +141,7 @@ def test_a_bus_failure_leaves_nothing_behind(cloud: AllInOne, alpha: Api) -> Non
     dead = Bus(f"amqp://guest:guest@127.0.0.1:{_dead_port()}//", sender="test",
                namespace="dead", connect_timeout=1.0)
     ctx = dataclasses.replace(cloud.cloud.ctx, bus=dead)
-    principal = Principal(project_id("alpha"), "alpha", False)
+    principal = Principal(project_id(cloud, "alpha"), "alpha", False, roles=frozenset({MEMBER}))
     for counts in ((1, 1), (2, 3)):
         request = server_create.CreateRequest(name="lost", flavor_ref="m1.tiny",
                                               image_ref="demo", server_group="g",

@@ -18,8 +18,9 @@ import pytest
 
 from ironbark.allinone import AllInOne
 from message_bus.messages import GroupSummary, Resources
-from tests.conftest import ALPHA_TOKEN, CloudFactory
+from tests.conftest import CloudFactory
 from tests.helpers import Api, wait_for
+from tests.identity import member_token
 
 GHOST = "ghost-group"
 
@@ -230,14 +231,14 @@ def test_concurrent_first_members_agree_on_one_host_group(
     if database == "postgresql":
         overrides["database"] = {"url": request.getfixturevalue("postgres_url")}
     cloud = make_cloud(hosts=1, **overrides)
-    alpha = Api(cloud.api_url, ALPHA_TOKEN)
+    alpha = Api(cloud.api_url, member_token(cloud, "alpha"))
     _ghost_group(cloud, alpha)
     wanted = [cloud.config.group.name, GHOST] * 4
     for round_ in range(3):
         group = _group(alpha, f"race{round_}")
 
         def create(i: int, group_id: str = group["id"]) -> Any:
-            return Api(cloud.api_url, ALPHA_TOKEN).post(
+            return Api(cloud.api_url, member_token(cloud, "alpha")).post(
                 "/v1/servers", {"name": f"r{i}", "flavor": "m1.tiny", "image": "demo",
                                 "server_group": group_id, "group": wanted[i]})
 

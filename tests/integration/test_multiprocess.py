@@ -25,12 +25,13 @@ import pytest
 import sqlalchemy as sa
 
 from group_manager.db.models import Claim, Host
+from ironbark import keystone
 from tests.helpers import Api, wait_for
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
 BIN = Path(sys.executable).parent
-ADMIN_TOKEN = "multi-process-admin-token-0123456789"
+ADMIN_PASSWORD = "multi-process-admin-password-0123"
 STORE_TOKEN = "multi-process-store-token-0123456789"
 
 
@@ -74,7 +75,8 @@ class MultiProcessCloud:
             "IRONBARK_BUS_URL": bus_url, "IRONBARK_BUS_NAMESPACE": self.namespace,
             "IRONBARK_DATABASE_URL": db_url, "IRONBARK_GROUP_DATABASE_URL": db_url,
             "IRONBARK_API_PORT": str(self.api_port), "IRONBARK_API_WORKERS": "2",
-            "IRONBARK_API_ADMIN_TOKEN": ADMIN_TOKEN,
+            "IRONBARK_IDENTITY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "IRONBARK_CLOUD_QUOTA_DEFAULTS": '{"instances": -1, "cores": -1, "ram": -1}',
             "IRONBARK_IMAGE_STORE_PORT": str(self.store_port),
             "IRONBARK_IMAGE_STORE_URL": f"http://127.0.0.1:{self.store_port}",
             "IRONBARK_IMAGE_STORE_TOKEN": STORE_TOKEN,
@@ -83,6 +85,21 @@ class MultiProcessCloud:
             "IRONBARK_GROUP_SUMMARY_INTERVAL": "0.5", "IRONBARK_CLOUD_RECONCILE_INTERVAL": "1",
         }
         self.tiers: dict[str, Tier] = {}
+
+    def admin_token(self) -> str:
+        """The admin's token, once the Cloud Manager answers (it may still be starting)."""
+        found: list[str] = []
+
+        def signed_in() -> bool:
+            try:
+                found.append(keystone.password_token(f"http://127.0.0.1:{self.api_port}",
+                                                     "admin", ADMIN_PASSWORD, "admin")[0])
+            except (OSError, PermissionError):
+                return False
+            return True
+
+        wait_for(signed_in, 60, "the Cloud Manager to accept the admin's sign-in")
+        return found[0]
 
     def env(self, name: str, **extra: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("IRONBARK_")}
@@ -145,7 +162,7 @@ def _domains_in_host_file(path: Path) -> dict[str, int]:
 
 def test_killing_an_instance_manager_loses_nothing(mp_cloud: MultiProcessCloud,
                                                    postgres_url: str) -> None:
-    api = Api(f"http://127.0.0.1:{mp_cloud.api_port}", ADMIN_TOKEN)
+    api = Api(f"http://127.0.0.1:{mp_cloud.api_port}", mp_cloud.admin_token())
     wait_for(lambda: _listening(mp_cloud.api_port), 60, "the API")
     hosts_up = lambda: [h["name"] for h in api.get("/v1/hosts").body["hosts"]  # noqa: E731
                         if h["state"] == "up"]
@@ -204,7 +221,7 @@ def test_killing_the_group_manager_mid_burst_claims_each_server_once(
         mp_cloud: MultiProcessCloud, postgres_url: str) -> None:
     """Builds in flight when the Group Manager dies are redelivered to its successor,
     which must finish each exactly once: no server lost, no claim doubled."""
-    api = Api(f"http://127.0.0.1:{mp_cloud.api_port}", ADMIN_TOKEN)
+    api = Api(f"http://127.0.0.1:{mp_cloud.api_port}", mp_cloud.admin_token())
     wait_for(lambda: _listening(mp_cloud.api_port), 60, "the API")
     wait_for(lambda: len([h for h in api.get("/v1/hosts").body["hosts"]
                           if h["state"] == "up"]) == 2, 60, "both hosts up")

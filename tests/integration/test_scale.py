@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from group_manager.db.models import Host
-from ironbark import simulation
+from ironbark import keystone, simulation
 from ironbark.db import normalise_url
 from tests.conftest import CloudFactory
 from tests.helpers import Api, wait_for
@@ -133,7 +133,7 @@ def lab_env(tmp_path: Path) -> dict[str, str]:
     return {**env, "IRONBARK_BUS_NAMESPACE": f"lab-{uuid.uuid4().hex[:10]}",
             "IRONBARK_HOST_REPORT_INTERVAL": "0.5", "IRONBARK_GROUP_HOST_DOWN_AFTER": "3",
             "IRONBARK_GROUP_SUMMARY_INTERVAL": "0.5", "IRONBARK_CLOUD_RECONCILE_INTERVAL": "1",
-            "IRONBARK_CREDENTIALS": str(tmp_path / "credentials.json")}
+            "OS_CLIENT_CONFIG_FILE": str(tmp_path / "clouds.yaml")}
 
 
 @pytest.mark.rabbitmq
@@ -160,7 +160,9 @@ def test_the_multi_process_lab_boots_in_each_group_and_stops_cleanly(
         state = json.loads((data / "lab.json").read_text())
         assert sorted(state["children"]) == ["cloud", "group-az1", "group-az2", "hosts-az1",
                                              "hosts-az2", "image-store"]
-        token = (data / "secrets.toml").read_text().split('admin_token = "')[1].split('"')[0]
+        password = (data / "secrets.toml").read_text().split(
+            'admin_password = "')[1].split('"')[0]
+        token, _ = keystone.password_token(state["api_url"], "admin", password, "admin")
         api = Api(state["api_url"], token)
 
         # Every host reported with its planned size, each group from its own process.

@@ -20,8 +20,9 @@ from ironbark.allinone import AllInOne
 from ironbark.cli.client import ApiClient
 from ironbark.cli.snapshot_wait import wait_for_snapshot
 from ironbark.cli.wait import WaitError, wait_for_server
-from tests.conftest import ALPHA_TOKEN, CloudFactory
+from tests.conftest import CloudFactory
 from tests.helpers import Api, wait_for
+from tests.identity import member_token
 
 GIB = 1024 ** 3
 SMALL = {"name": "snap.small", "vcpus": 1, "memory_mb": 256, "disk_gb": 0}
@@ -271,7 +272,7 @@ def test_a_snapshot_that_fails_on_its_host_deletes_its_image(
 
 
 def test_the_cli_waits_for_a_snapshot_and_reports_a_failed_one(cloud: AllInOne) -> None:
-    client = ApiClient(cloud.api_url, ALPHA_TOKEN)
+    client = ApiClient(cloud.api_url, member_token(cloud, "alpha"))
     flavor = small_flavor(Api(cloud.api_url, cloud.admin_token))
     server = client.create_server("waited", flavor, "demo")
     server = wait_for_server(client, server, 20.0, interval=0.02)

@@ -165,10 +165,9 @@ def multi_process(args: argparse.Namespace, data_dir: Path) -> Iterator[Cloud]:
         settled = Settled()
         events.subscribe(InstanceStateChanged.NAME, settled.on_change)
         events.start()
-        assert cfg.api.admin_token is not None
         pids = [c.pid for c in lab.children.values() if c.pid is not None]
         try:
-            yield Cloud(lab.api_url, cfg.api.admin_token, settled, dict(lab.group_databases),
+            yield Cloud(lab.api_url, lab.admin_token(), settled, dict(lab.group_databases),
                         lab.layout, cfg.data_dir, lambda: _lab_cpu(pids) + _own_cpu())
         finally:
             events.stop()

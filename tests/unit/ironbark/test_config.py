@@ -45,7 +45,8 @@ def test_defaults_need_no_file(tmp_path: Path) -> None:
     assert cfg.bus.rpc_timeout == 10.0
     assert (cfg.api.host, cfg.api.port, cfg.api.workers, cfg.api.threads) == (
         "127.0.0.1", 8774, 1, 16)
-    assert cfg.api.admin_token is None and cfg.api.project_tokens == {}
+    assert cfg.identity.admin_password is None and cfg.identity.admin_user == "admin"
+    assert cfg.identity.token_ttl == 3600.0 and cfg.identity.region == "RegionOne"
     assert cfg.group.name == "default"
     assert cfg.group.scheduler_policy == "spread"
     assert (cfg.group.cpu_allocation_ratio, cfg.group.ram_allocation_ratio,
@@ -72,7 +73,10 @@ namespace = "prod"
 
 [api]
 port = 8000
-project_tokens = {{ alpha = "alpha-token-0123456789" }}
+
+[identity]
+admin_user = "root"
+region = "East"
 
 [cloud]
 task_deadlines = {{ spawning = 30.0 }}
@@ -98,7 +102,7 @@ json = true
     assert cfg.bus.url == "amqp://guest:guest@rabbit:5672//"
     assert cfg.bus.namespace == "prod"
     assert cfg.api.port == 8000
-    assert cfg.api.project_tokens == {"alpha": "alpha-token-0123456789"}
+    assert (cfg.identity.admin_user, cfg.identity.region) == ("root", "East")
     assert cfg.task_deadline("spawning", 600.0) == 30.0
     assert cfg.task_deadline("pausing", 60.0) == 60.0
     assert cfg.group.name == "rack1"
@@ -129,7 +133,7 @@ def test_environment_sets_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         "IRONBARK_BUS_RPC_TIMEOUT": "2.5",
         "IRONBARK_DATABASE_URL": "postgresql+psycopg://db/cloud",
         "IRONBARK_API_PORT": "8080",
-        "IRONBARK_API_PROJECT_TOKENS": '{"beta": "beta-token-0123456789"}',
+        "IRONBARK_IDENTITY_TOKEN_TTL": "600",
         "IRONBARK_CLOUD_TASK_DEADLINES": '{"powering-off": 5}',
         "IRONBARK_GROUP_NAME": "rack2",
         "IRONBARK_GROUP_DATABASE_URL": "postgresql+psycopg://db/rack2",
@@ -152,7 +156,7 @@ def test_environment_sets_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert cfg.bus.url == "amqp://rabbit//" and cfg.bus.rpc_timeout == 2.5
     assert cfg.database.url == "postgresql+psycopg://db/cloud"
     assert cfg.api.port == 8080
-    assert cfg.api.project_tokens == {"beta": "beta-token-0123456789"}
+    assert cfg.identity.token_ttl == 600.0
     assert cfg.cloud.task_deadlines == {"powering-off": 5.0}
     assert cfg.group.name == "rack2"
     assert cfg.group.database_url == "postgresql+psycopg://db/rack2"
@@ -262,7 +266,8 @@ def test_two_loads_do_not_share_state(tmp_path: Path) -> None:
         ("IRONBARK_API_PORT", "65536", "api.port"),
         ("IRONBARK_API_PORT", "-1", "api.port"),
         ("IRONBARK_API_WORKERS", "0", "api.workers"),
-        ("IRONBARK_API_ADMIN_TOKEN", "short", "api.admin_token"),
+        ("IRONBARK_IDENTITY_ADMIN_PASSWORD", "short", "identity.admin_password"),
+        ("IRONBARK_IDENTITY_TOKEN_TTL", "1", "identity.token_ttl"),
         ("IRONBARK_IMAGE_STORE_PORT", "99999", "image_store.port"),
         ("IRONBARK_BUS_RPC_TIMEOUT", "0", "bus.rpc_timeout"),
         ("IRONBARK_BUS_NAMESPACE", "has space", "bus.namespace"),
@@ -288,7 +293,6 @@ def test_bad_environment_value_names_the_option_and_its_variable(
     ("env", "option"),
     [
         ("IRONBARK_GROUP_HOST_OVERRIDES", "group.host_overrides"),
-        ("IRONBARK_API_PROJECT_TOKENS", "api.project_tokens"),
         ("IRONBARK_CLOUD_TASK_DEADLINES", "cloud.task_deadlines"),
     ],
 )
@@ -304,10 +308,10 @@ def test_environment_value_that_is_not_json_names_the_option(
 
 
 def test_environment_value_of_the_wrong_json_shape(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IRONBARK_API_PROJECT_TOKENS", '["alpha"]')
+    monkeypatch.setenv("IRONBARK_CLOUD_TASK_DEADLINES", '["alpha"]')
     message = _error()
-    assert "api.project_tokens" in message and "IRONBARK_API_PROJECT_TOKENS" in message
-    monkeypatch.setenv("IRONBARK_API_PROJECT_TOKENS", "{}")
+    assert "cloud.task_deadlines" in message and "IRONBARK_CLOUD_TASK_DEADLINES" in message
+    monkeypatch.setenv("IRONBARK_CLOUD_TASK_DEADLINES", "{}")
     monkeypatch.setenv("IRONBARK_GROUP_HOST_OVERRIDES", '{"hv1": {"cpu_allocation_ratio": 0}}')
     message = _error()
     assert "group.host_overrides.hv1.cpu_allocation_ratio" in message
@@ -370,7 +374,7 @@ def test_unknown_environment_variable_is_an_error_naming_it(
 
 
 def test_client_variables_are_not_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("IRONBARK_URL", "IRONBARK_TOKEN", "IRONBARK_CREDENTIALS"):
+    for name in ("IRONBARK_URL", "IRONBARK_TOKEN"):
         monkeypatch.setenv(name, "x")
     assert load().api.port == 8774
 
@@ -396,23 +400,23 @@ def test_missing_file_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_ensure_secrets_generates_tokens_once(tmp_path: Path) -> None:
     cfg = ensure_secrets(load(data_dir=tmp_path / "data"))
-    admin, image = cfg.api.admin_token, cfg.image_store.token
+    admin, image = cfg.identity.admin_password, cfg.image_store.token
     assert admin is not None and len(admin) >= 16
     assert image is not None and len(image) >= 16
     assert admin != image
     path = tmp_path / "data" / "secrets.toml"
-    assert tomllib.loads(path.read_text()) == {"admin_token": admin, "image_store_token": image}
+    assert tomllib.loads(path.read_text()) == {"admin_password": admin, "image_store_token": image}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
     again = ensure_secrets(load(data_dir=tmp_path / "data"))
-    assert (again.api.admin_token, again.image_store.token) == (admin, image)
+    assert (again.identity.admin_password, again.image_store.token) == (admin, image)
     assert ensure_secrets(again) is again
 
     # the tokens it generates validate as configured tokens would
     Config.model_validate(again.model_dump())
 
     other = ensure_secrets(load(data_dir=tmp_path / "other"))
-    assert other.api.admin_token != admin
+    assert other.identity.admin_password != admin
 
 
 def test_ensure_secrets_keeps_the_file_private(tmp_path: Path) -> None:
@@ -426,22 +430,22 @@ def test_ensure_secrets_keeps_the_file_private(tmp_path: Path) -> None:
 
 def test_configured_tokens_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     generated = ensure_secrets(load(data_dir=tmp_path))
-    monkeypatch.setenv("IRONBARK_API_ADMIN_TOKEN", "configured-admin-token")
+    monkeypatch.setenv("IRONBARK_IDENTITY_ADMIN_PASSWORD", "configured-admin-token")
     cfg = ensure_secrets(load(data_dir=tmp_path, image_store={"token": "configured-image-tok"}))
-    assert cfg.api.admin_token == "configured-admin-token"
+    assert cfg.identity.admin_password == "configured-admin-token"
     assert cfg.image_store.token == "configured-image-tok"
     stored = tomllib.loads((tmp_path / "secrets.toml").read_text())
-    assert stored == {"admin_token": generated.api.admin_token,
+    assert stored == {"admin_password": generated.identity.admin_password,
                       "image_store_token": generated.image_store.token}
 
 
 def test_ensure_secrets_completes_a_partial_file(tmp_path: Path) -> None:
-    path = _write(tmp_path / "secrets.toml", 'admin_token = "kept-admin-token-0123"\n')
+    path = _write(tmp_path / "secrets.toml", 'admin_password = "kept-admin-token-0123"\n')
     cfg = ensure_secrets(load(data_dir=tmp_path))
-    assert cfg.api.admin_token == "kept-admin-token-0123"
+    assert cfg.identity.admin_password == "kept-admin-token-0123"
     assert cfg.image_store.token
     stored = tomllib.loads(path.read_text())
-    assert stored == {"admin_token": "kept-admin-token-0123",
+    assert stored == {"admin_password": "kept-admin-token-0123",
                       "image_store_token": cfg.image_store.token}
 
 
@@ -475,6 +479,6 @@ def test_ensure_secrets_agrees_across_concurrent_first_starts(tmp_path: Path) ->
         data_dir = tmp_path / f"trial{trial}"
         configs = _first_start_together(data_dir, tiers=8)
         final = ensure_secrets(load(data_dir=data_dir))
-        seen = {(c.api.admin_token, c.image_store.token) for c in configs}
-        assert seen == {(final.api.admin_token, final.image_store.token)}, (
+        seen = {(c.identity.admin_password, c.image_store.token) for c in configs}
+        assert seen == {(final.identity.admin_password, final.image_store.token)}, (
             f"trial {trial}: {len(seen)} different token pairs from one data_dir")

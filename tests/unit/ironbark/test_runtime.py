@@ -142,7 +142,7 @@ def test_load_config_or_exit_loads_fills_secrets_and_sets_up_logging(
     cfg = runtime.load_config_or_exit(path, data_dir=tmp_path / "data",
                                       group={"name": "rack4"})
     assert cfg.group.name == "rack4"
-    assert cfg.api.admin_token and cfg.image_store.token
+    assert cfg.identity.admin_password and cfg.image_store.token
     assert (tmp_path / "data" / "secrets.toml").is_file()
     assert logging.getLogger().level == logging.WARNING
     logging.getLogger("ironbark.test").warning("hello from the runtime test")

@@ -1,138 +1,84 @@
+"""How the CLI finds its endpoint and token: an explicit token, or a sign-in from
+clouds.yaml / OS_* variables against a real cloud's identity service."""
+
 from __future__ import annotations
 
-import json
 import stat
 from pathlib import Path
 
 import pytest
+import requests
+import yaml
 
-from ironbark.cli import credentials
-from ironbark.cli.credentials import (
-    Credentials,
-    CredentialsError,
-    credentials_path,
-    resolve,
-    write_credentials,
-)
+from ironbark import keystone
+from ironbark.allinone import AllInOne
+from ironbark.cli.credentials import CredentialsError, resolve
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No real user environment leaks in: HOME and XDG point into tmp_path."""
-    for name in ("IRONBARK_URL", "IRONBARK_TOKEN", "IRONBARK_CREDENTIALS", "XDG_CONFIG_HOME"):
+    """No real user environment leaks in: HOME and clouds.yaml point into tmp_path."""
+    for name in ("IRONBARK_URL", "IRONBARK_TOKEN", "OS_CLOUD", "OS_AUTH_URL", "OS_USERNAME",
+                 "OS_PASSWORD", "OS_PROJECT_NAME", "OS_USER_DOMAIN_NAME",
+                 "OS_PROJECT_DOMAIN_NAME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "clouds.yaml"))
     return tmp_path
 
 
-def test_default_path_is_under_home_config(tmp_path: Path) -> None:
-    assert credentials_path() == tmp_path / "home" / ".config" / "ironbark" / "credentials.json"
+def _write(cloud: AllInOne, password: str | None = None, name: str = "ironbark") -> Path:
+    identity = cloud.config.identity
+    assert identity.admin_password is not None
+    return keystone.write_cloud(keystone.cloud_entry(
+        cloud.api_url, identity.admin_user, password or identity.admin_password,
+        identity.admin_project, identity.region), name=name)
 
 
-def test_xdg_config_home_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    assert credentials_path() == tmp_path / "xdg" / "ironbark" / "credentials.json"
+def test_an_explicit_token_needs_a_url() -> None:
+    assert resolve("http://x:1", "tok").token == "tok"
+    with pytest.raises(CredentialsError, match="--url"):
+        resolve(None, "tok")
 
 
-def test_relative_xdg_config_home_is_ignored(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", "relative/dir")
-    assert credentials_path() == tmp_path / "home" / ".config" / "ironbark" / "credentials.json"
-
-
-def test_explicit_path_wins_over_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("IRONBARK_CREDENTIALS", str(tmp_path / "c.json"))
-    assert credentials_path() == tmp_path / "c.json"
-
-
-def test_write_creates_private_file_and_directories(tmp_path: Path) -> None:
-    written = write_credentials("http://127.0.0.1:8774", "s3cret", "admin")
-    assert written == credentials_path()
-    assert stat.S_IMODE(written.stat().st_mode) == 0o600
-    assert json.loads(written.read_text()) == {
-        "url": "http://127.0.0.1:8774", "token": "s3cret", "project": "admin",
-    }
-
-
-def test_write_replaces_and_leaves_no_temporary_files(tmp_path: Path) -> None:
-    target = tmp_path / "d" / "creds.json"
-    write_credentials("http://a", "one", "p", path=target)
-    target.chmod(0o644)  # an old file with loose permissions is replaced, not reused
-    assert write_credentials("http://b", "two", "p", path=target) == target
-    assert json.loads(target.read_text())["token"] == "two"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert [p.name for p in target.parent.iterdir()] == ["creds.json"]
-
-
-def test_options_win_over_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IRONBARK_URL", "http://env")
-    monkeypatch.setenv("IRONBARK_TOKEN", "env-token")
-    write_credentials("http://file", "file-token", "admin")
-    assert resolve("http://opt", "opt-token") == Credentials("http://opt", "opt-token")
-
-
-def test_environment_wins_over_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IRONBARK_URL", "http://env")
-    monkeypatch.setenv("IRONBARK_TOKEN", "env-token")
-    write_credentials("http://file", "file-token", "admin")
-    assert resolve(None, None) == Credentials("http://env", "env-token")
-
-
-def test_file_is_the_last_resort() -> None:
-    write_credentials("http://file", "file-token", "admin")
-    assert resolve(None, None) == Credentials("http://file", "file-token", "admin")
-
-
-def test_file_read_from_ironbark_credentials(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    path = tmp_path / "elsewhere.json"
-    write_credentials("http://file", "file-token", "demo", path=path)
-    monkeypatch.setenv("IRONBARK_CREDENTIALS", str(path))
-    assert resolve(None, None).project == "demo"
-
-
-def test_token_option_with_url_from_file() -> None:
-    write_credentials("http://file", "file-token", "admin")
-    assert resolve(None, "mine") == Credentials("http://file", "mine")
-
-
-def test_file_token_used_for_the_same_url() -> None:
-    write_credentials("http://file:8774", "file-token", "admin")
-    assert resolve("http://file:8774/", None).token == "file-token"
-
-
-def test_file_token_never_sent_to_another_url() -> None:
-    write_credentials("http://file", "file-token", "admin")
-    with pytest.raises(CredentialsError, match="no token for http://other"):
-        resolve("http://other", None)
-
-
-def test_nothing_found_tells_what_to_do() -> None:
-    with pytest.raises(CredentialsError) as info:
-        resolve(None, None)
-    message = str(info.value)
-    assert "ironbark up" in message
-    assert "IRONBARK_URL" in message and "IRONBARK_TOKEN" in message
-
-
-def test_broken_file_is_named(tmp_path: Path) -> None:
-    path = credentials_path()
-    path.parent.mkdir(parents=True)
-    path.write_text("{not json")
-    with pytest.raises(CredentialsError, match=str(path)):
+def test_without_any_credentials_the_error_says_what_to_do() -> None:
+    with pytest.raises(CredentialsError, match="ironbark up"):
         resolve(None, None)
 
 
-def test_file_without_token_is_rejected() -> None:
-    path = credentials_path()
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"url": "http://file"}))
-    with pytest.raises(CredentialsError, match="lacks"):
-        credentials.read_credentials()
+def test_the_ironbark_entry_signs_in_and_finds_the_native_api(cloud: AllInOne,
+                                                              tmp_path: Path) -> None:
+    path = _write(cloud)
+    assert path == tmp_path / "clouds.yaml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    creds = resolve(None, None)
+    assert creds.url == cloud.api_url + "/v1" and creds.project == "admin"
+    r = requests.get(creds.url + "/servers", headers={"Authorization": f"Bearer {creds.token}"},
+                     timeout=30)
+    assert r.status_code == 200, r.text
+    assert "***" in repr(creds) and creds.token not in repr(creds)
 
 
-def test_repr_hides_the_token() -> None:
-    assert "s3cret" not in repr(Credentials("http://x", "s3cret"))
+def test_os_cloud_picks_another_entry_and_other_entries_are_kept(
+        cloud: AllInOne, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(cloud, name="other")
+    _write(cloud, password="wrong-password", name="ironbark")
+    clouds = yaml.safe_load(keystone.clouds_yaml_path().read_text())["clouds"]
+    assert sorted(clouds) == ["ironbark", "other"]
+    with pytest.raises(CredentialsError, match="refused"):
+        resolve(None, None)
+    assert resolve(None, None, "other").project == "admin"
+    monkeypatch.setenv("OS_CLOUD", "other")
+    assert resolve(None, None).url.endswith("/v1")
+
+
+def test_os_variables_sign_in_without_a_file(cloud: AllInOne,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    identity = cloud.config.identity
+    assert identity.admin_password is not None
+    for name, value in (("OS_AUTH_URL", keystone.auth_url(cloud.api_url)),
+                        ("OS_USERNAME", "admin"), ("OS_PASSWORD", identity.admin_password),
+                        ("OS_PROJECT_NAME", "admin"), ("OS_USER_DOMAIN_NAME", "Default"),
+                        ("OS_PROJECT_DOMAIN_NAME", "Default")):
+        monkeypatch.setenv(name, value)
+    assert resolve(None, None).url == cloud.api_url + "/v1"

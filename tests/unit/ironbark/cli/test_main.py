@@ -12,9 +12,11 @@ UNREACHABLE = "http://127.0.0.1:9"
 
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
-    for name in ("IRONBARK_URL", "IRONBARK_TOKEN", "XDG_CONFIG_HOME"):
+    for name in ("IRONBARK_URL", "IRONBARK_TOKEN", "XDG_CONFIG_HOME", "OS_CLOUD",
+                 "OS_AUTH_URL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("IRONBARK_CREDENTIALS", str(tmp_path / "none.json"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "none.yaml"))
     return CliRunner()
 
 
@@ -79,7 +81,7 @@ def test_unreachable_url_from_environment(
 def test_no_credentials_exits_1_with_advice(runner: CliRunner) -> None:
     result = runner.invoke(main, ["server", "list"])
     assert result.exit_code == 1
-    assert "ironbark up" in result.stderr and "IRONBARK_URL" in result.stderr
+    assert "ironbark up" in result.stderr and "OS_AUTH_URL" in result.stderr
 
 
 def test_help_needs_no_credentials(runner: CliRunner) -> None:
