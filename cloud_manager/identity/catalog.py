@@ -15,11 +15,12 @@ from typing import Any
 _NS = uuid.UUID("0b6f3a1e-7c2d-4e55-9a61-3f8f0e2d9c47")
 
 # (type, name, path under the base URL). Only what is served: a client that finds a
-# service here expects it to answer (Image v2 and Network v2.0 join when they exist).
+# service here expects it to answer.
 SERVICES = (
     ("identity", "keystone", "/identity"),
     ("compute", "nova", "/compute/v2.1"),
     ("image", "glance", "/image"),
+    ("network", "neutron", "/network"),
     ("cloud", "ironbark", "/v1"),
 )
 INTERFACES = ("public", "internal", "admin")

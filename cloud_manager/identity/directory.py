@@ -20,11 +20,16 @@ from cloud_manager.db.models import (
     Domain,
     Instance,
     KeyPair,
+    Network,
+    Port,
     Project,
     Quota,
     Role,
     RoleAssignment,
+    SecurityGroup,
+    SecurityGroupRule,
     ServerGroup,
+    Subnet,
     Token,
     User,
 )
@@ -34,7 +39,8 @@ from ironbark.db import utcnow
 
 DEFAULT_DOMAIN = "default"
 # What a project owns, in the order it can be deleted (children first).
-PROJECT_OWNED: list[Any] = [Instance, ServerGroup, KeyPair, Quota]
+PROJECT_OWNED: list[Any] = [Instance, ServerGroup, KeyPair, Quota, Port, Subnet, Network,
+                            SecurityGroupRule, SecurityGroup]
 
 
 def new_id() -> str:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from cloud_manager.context import CloudContext
 from cloud_manager.db.models import Instance
 from cloud_manager.services import snapshots
+from cloud_manager.services.network import server_ports
 from cloud_manager.services.notify import state_changed
 from cloud_manager.services.servers import group_target
 from ironbark.db import utcnow
@@ -87,6 +88,7 @@ def settle(ctx: CloudContext, instance_id: str) -> bool:
             instance.fault, instance.fault_at = outcome.fault, utcnow()
         if outcome.vm_state is VmState.DELETED:
             instance.deleted_at = utcnow()
+            server_ports.release(session, [instance.id])
     log.warning("task %s past its deadline: now %s%s", task_state,
                 status(instance.vm_state, None),
                 f" ({outcome.fault})" if outcome.fault else "")

@@ -32,6 +32,8 @@ from cloud_manager.context import CloudContext
 from cloud_manager.db.models import Flavor, Instance
 from cloud_manager.errors import BadInput, Unavailable
 from cloud_manager.services import flavors, groups, images, keypairs, quotas, server_groups
+from cloud_manager.services.network import server_ports
+from cloud_manager.services.network.server_ports import NetworkRequest
 from cloud_manager.services.notify import state_changed
 from ironbark.db import utcnow
 from message_bus import context
@@ -66,6 +68,7 @@ class CreateRequest:
     key_name: str | None = None
     user_data: str | None = None  # base64
     metadata: dict[str, str] | None = None
+    networks: NetworkRequest | None = None  # None: Nova's default (the only network)
 
     @property
     def multi(self) -> bool:
@@ -142,6 +145,8 @@ def create(ctx: CloudContext, principal: Principal, request: CreateRequest) -> C
                                          request.max_count)
         if allowed < request.max_count:  # as Nova: fewer servers, if min_count still fit
             request = dataclasses.replace(request, max_count=allowed)
+        networks = request.networks or NetworkRequest()
+        server_ports.check(session, principal, networks, request.max_count)
         key = (keypairs.for_server(session, principal, request.key_name)
                if request.key_name is not None else None)
         server_group, pinned = None, None
@@ -173,6 +178,9 @@ def create(ctx: CloudContext, principal: Principal, request: CreateRequest) -> C
             instance.user_id = principal.user_id or None
             instance.server_metadata = dict(request.metadata or {})
         session.add_all(instances)
+        if chosen is not None:
+            session.flush()
+            server_ports.allocate(session, principal, instances, networks)
         group_ref = server_groups.ref(server_group) if server_group else None
         builds = [_build(i, flavor, image, group_ref, boot, index)
                   for index, i in enumerate(instances)]
@@ -269,6 +277,7 @@ def _send_or_remove(ctx: CloudContext, group: str, message: BuildInstance | Buil
         ctx.bus.cast(group_target(group), message)
     except Exception as exc:
         with ctx.sessions.begin() as session:
+            server_ports.release(session, instance_ids)
             session.execute(sa.delete(Instance).where(Instance.id.in_(instance_ids)))
             if pinned_server_group is not None:
                 server_groups.unpin_if_empty(session, pinned_server_group, group)

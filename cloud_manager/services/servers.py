@@ -22,6 +22,7 @@ from cloud_manager.context import CloudContext
 from cloud_manager.db.models import Instance
 from cloud_manager.errors import Conflict, NotFound, Unavailable
 from cloud_manager.services import snapshots
+from cloud_manager.services.network import server_ports
 from cloud_manager.services.notify import state_changed
 from cloud_manager.services.server_create import (  # noqa: F401 (re-exported)
     Created,
@@ -110,6 +111,7 @@ def delete(ctx: CloudContext, principal: Principal, server_id: str) -> Instance:
             instance.vm_state, instance.task_state = VmState.DELETED.value, None
             instance.task_id = instance.task_deadline = None
             instance.deleted_at = now
+            server_ports.release(session, [instance.id])
         else:
             instance.task_state, instance.task_id = task.task_state.value, str(uuid.uuid4())
             instance.task_deadline = ctx.deadline(task.task_state, now)

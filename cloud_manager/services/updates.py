@@ -13,6 +13,7 @@ import logging
 from cloud_manager.context import CloudContext
 from cloud_manager.db.models import Instance
 from cloud_manager.services import groups, snapshots
+from cloud_manager.services.network import server_ports
 from cloud_manager.services.notify import state_changed
 from ironbark.db import utcnow
 from message_bus.lifecycle import (
@@ -68,6 +69,7 @@ def apply_update(ctx: CloudContext, msg: InstanceUpdate) -> None:
                 seconds=ctx.config.task_deadline(SPAWN.task_state.value, SPAWN.deadline))
         if vm_state is VmState.DELETED:
             instance.deleted_at = now
+            server_ports.release(session, [instance.id])
         instance.vm_state = vm_state.value
         instance.task_state = task_state.value if task_state is not None else None
         if task_state is None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from flask import Flask, Request
 
-from cloud_manager.api.openstack import compute, identity, image
+from cloud_manager.api.openstack import compute, identity, image, network
 
 # Version documents and the sign-in itself need no token.
 _PUBLIC_PATHS = {"/identity", "/identity/", "/identity/v3", "/identity/v3/",
                  "/compute", "/compute/", "/compute/v2.1", "/compute/v2.1/",
                  "/image", "/image/", "/image/versions",
-                 "/network", "/network/"}
+                 "/network", "/network/", "/network/v2.0", "/network/v2.0/"}
 
 
 def is_public(request: Request) -> bool:
@@ -28,3 +28,4 @@ def register(app: Flask) -> None:
     app.register_blueprint(identity.blueprint, url_prefix="/identity")
     app.register_blueprint(compute.blueprint, url_prefix="/compute")
     app.register_blueprint(image.blueprint, url_prefix="/image")
+    app.register_blueprint(network.blueprint, url_prefix="/network")

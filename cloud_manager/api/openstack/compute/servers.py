@@ -30,12 +30,14 @@ from cloud_manager.api.openstack.compute import blueprint, views
 from cloud_manager.db.models import Instance
 from cloud_manager.errors import BadInput, Forbidden, NotFound
 from cloud_manager.services import server_metadata, servers
+from cloud_manager.services.network import server_ports
 from message_bus.lifecycle import status
 
 _SERVER_KEYS = ("name", "imageRef", "flavorRef", "networks", "key_name", "user_data",
                 "metadata", "availability_zone", "min_count", "max_count",
                 "return_reservation_id", "security_groups", "config_drive",
-                "OS-DCF:diskConfig", "accessIPv4", "accessIPv6", "adminPass")
+                "OS-DCF:diskConfig", "accessIPv4", "accessIPv6", "adminPass",
+                "block_device_mapping_v2")
 _STATUSES = (*servers.STATUSES, "DELETED", "MIGRATING", "RESIZE", "VERIFY_RESIZE")
 
 
@@ -52,6 +54,25 @@ def _count(data: dict[str, Any], key: str) -> int:
         raise BadInput(f"Invalid input for field/attribute {key}. Value: {value!r}. "
                        f"must be a positive integer", field=f"server.{key}")
     return value
+
+
+def _image_from_mappings(data: dict[str, Any]) -> str:
+    """The image of the one mapping every server has, a local root disk from an image
+    (the openstack CLI sends it); volumes are not supported here."""
+    mappings = data.get("block_device_mapping_v2")
+    if mappings is None:
+        raise BadInput("Invalid input for field/attribute server: 'imageRef' is a required "
+                       "property", field="server.imageRef")
+    local = {"source_type": "image", "destination_type": "local", "boot_index": 0}
+    if not isinstance(mappings, list) or len(mappings) != 1 or not isinstance(
+            mappings[0], dict) or any(mappings[0].get(k) not in (v, str(v))
+                                      for k, v in local.items()) \
+            or not isinstance(mappings[0].get("uuid"), str):
+        raise BadInput("Invalid input for field/attribute block_device_mapping_v2: only the "
+                       "image's local root disk (source_type image, destination_type local, "
+                       "boot_index 0) is supported; there are no volumes",
+                       field="server.block_device_mapping_v2")
+    return str(mappings[0]["uuid"])
 
 
 def _unsupported(data: dict[str, Any]) -> None:
@@ -78,7 +99,7 @@ def create_server() -> tuple[Response, int]:
     data = member(body, "server", "server")
     no_extra(data, _SERVER_KEYS, "server")
     name = field(data, "name", str, "server", required=True, check=name_check())
-    image = field(data, "imageRef", str, "server", required=True, check=name_check())
+    image = field(data, "imageRef", str, "server") or _image_from_mappings(data)
     flavor = field(data, "flavorRef", (str, int), "server", required=True)
     hints = body.get("os:scheduler_hints", body.get("OS-SCH-HNT:scheduler_hints")) or {}
     if not isinstance(hints, dict) or set(hints) - {"group"}:
@@ -86,27 +107,22 @@ def create_server() -> tuple[Response, int]:
                        field="os:scheduler_hints")
     _unsupported(data)
     metadata = server_metadata.check(data.get("metadata", {}), "server.metadata")
-    groups = field(data, "security_groups", list, "server", default=[{"name": "default"}])
-    if groups != [{"name": "default"}]:
-        raise BadInput("field 'server.security_groups': only the project's 'default' group "
-                       "exists until the Network API lands", field="server.security_groups")
-    if data.get("networks") not in (None, [], "auto", "none"):
-        raise BadInput("field 'server.networks': this cloud has no Network API yet; leave "
-                       "networks out", field="server.networks")
+    networks = server_ports.parse_request(data.get("networks"), data.get("security_groups"))
     created = servers.create(cloud(), caller(), servers.CreateRequest(
         name=name, flavor_ref=_ref(str(flavor)), image_ref=_ref(image),
         group=field(data, "availability_zone", str, "server") or None,
         server_group=field(hints, "group", str, "os:scheduler_hints"),
         min_count=_count(data, "min_count"), max_count=_count(data, "max_count"),
         key_name=field(data, "key_name", str, "server"),
-        user_data=field(data, "user_data", str, "server"), metadata=metadata))
+        user_data=field(data, "user_data", str, "server"), metadata=metadata,
+        networks=networks))
     if field(data, "return_reservation_id", bool, "server", default=False):
         return jsonify({"reservation_id": created.reservation_id
                         or created.instances[0].reservation_id or ""}), 202
     first = created.instances[0]
     answer = jsonify({"server": {"id": first.id, "links": views.links("servers", first.id),
                                  "OS-DCF:diskConfig": "MANUAL",
-                                 "security_groups": [{"name": "default"}]}})
+                                 "security_groups": [{"name": g} for g in networks.groups]}})
     answer.headers["Location"] = f"{base_url()}/compute/v2.1/servers/{first.id}"
     return answer, 202
 
@@ -168,14 +184,22 @@ def list_servers() -> Response:
 @blueprint.get("/v2.1/servers/detail")
 def list_servers_detail() -> Response:
     page, more = _listing()
-    return jsonify({"servers": [views.server(i, caller()) for i in page],
+    with cloud().sessions() as session:
+        nets = server_ports.addresses(session, [i.id for i in page])
+    return jsonify({"servers": [_full(i, nets) for i in page],
                     **_links(page, more, "servers/detail")})
+
+
+def _full(instance: Instance, nets: dict[str, Any]) -> dict[str, Any]:
+    addresses, groups = nets.get(instance.id, ({}, None))
+    return views.server(instance, caller(), addresses, groups)
 
 
 def show(server_id: str) -> dict[str, Any]:
     with cloud().sessions() as session:
         instance = servers.get(session, caller(), server_id)
-    return views.server(instance, caller())
+        nets = server_ports.addresses(session, [instance.id])
+    return _full(instance, nets)
 
 
 @blueprint.get("/v2.1/servers/<server_id>")
