@@ -17,7 +17,10 @@ class Response:
     def __init__(self, raw: requests.Response):
         self.status = raw.status_code
         self.headers = raw.headers
-        self.body: Any = raw.json() if raw.content else None
+        try:
+            self.body: Any = raw.json() if raw.content else None
+        except ValueError:  # a download's bytes
+            self.body = raw.content
 
     def __repr__(self) -> str:
         return f"<{self.status} {self.body}>"
@@ -38,6 +41,16 @@ class Api:
 
     def delete(self, path: str) -> Response:
         return Response(self.session.delete(self.url + path, timeout=30))
+
+    def put(self, path: str, body: Any = None, **kwargs: Any) -> Response:
+        return Response(self.session.put(self.url + path, json=body, timeout=30, **kwargs))
+
+    def patch(self, path: str, body: Any = None, **kwargs: Any) -> Response:
+        return Response(self.session.patch(self.url + path, json=body, timeout=30, **kwargs))
+
+    def raw(self, method: str, path: str, **kwargs: Any) -> Response:
+        """Any request as given (bad JSON, odd headers), for the tests of bad input."""
+        return Response(self.session.request(method, self.url + path, timeout=30, **kwargs))
 
     # --- servers ----------------------------------------------------------------------
 

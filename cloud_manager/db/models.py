@@ -324,8 +324,7 @@ class SecurityGroupRule(Base):
 
 
 class Port(Base):
-    """``device_id`` is the server it is plugged into ('' when free); a port the
-    Compute API made for a server (``device_owner`` compute:*) goes with the server."""
+    """``device_id`` is the server it is plugged into ('' when free)."""
 
     __tablename__ = "ports"
 
@@ -339,6 +338,9 @@ class Port(Base):
     device_id: Mapped[str] = mapped_column(sa.String(255), default="", index=True)
     device_owner: Mapped[str] = mapped_column(sa.String(255), default="")
     security_group_ids: Mapped[list] = mapped_column(sa.JSON, default=list)
+    # Made by the Compute API for one server (goes with it), or given to the server by
+    # its user (kept, unbound, when the server goes), as Nova's preserve_on_delete.
+    auto_delete: Mapped[bool] = mapped_column(default=False)
     revision: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -42,6 +42,7 @@ def main() -> None:
             bus={"namespace": f"bench-{uuid.uuid4().hex[:8]}",
                  "polling_interval": args.polling},
             host={"simulated_vcpus": 64, "simulated_memory_mb": 262144},
+            cloud={"quota_defaults": {"instances": -1, "cores": -1, "ram": -1}},
             logging={"level": "WARNING"}))
         logs.setup("WARNING")
         cloud = AllInOne(cfg, args.hosts).start()

@@ -184,7 +184,7 @@ def create_port(session: Session, principal: Principal, *, network_id: str, name
                 description: str = "", fixed_ips: list[dict[str, Any]] | None = None,
                 security_groups: list[str] | None = None, device_id: str = "",
                 device_owner: str = "", admin_state_up: bool = True,
-                mac_address: str | None = None) -> Port:
+                mac_address: str | None = None, auto_delete: bool = False) -> Port:
     """A port on a network the caller sees, with one address from each subnet asked for
     (``fixed_ips``) or from the network's first subnet that has one free."""
     net = network(session, principal, network_id)
@@ -197,7 +197,7 @@ def create_port(session: Session, principal: Principal, *, network_id: str, name
     row = Port(id=str(uuid.uuid4()), network_id=net.id, project_id=owner, name=name,
                description=description, mac_address=mac_address or _mac(),
                admin_state_up=admin_state_up, device_id=device_id, device_owner=device_owner,
-               security_group_ids=groups)
+               security_group_ids=groups, auto_delete=auto_delete)
     try:
         with session.begin_nested():
             session.add(row)

@@ -119,7 +119,8 @@ def allocate(session: Session, principal: Principal, instances: list[Instance],
             fixed = [{"ip_address": item.fixed_ip}] if item.fixed_ip else None
             resources.create_port(session, principal, network_id=item.network_id,
                                   fixed_ips=fixed, security_groups=request.groups,
-                                  device_id=instance.id, device_owner=owner)
+                                  device_id=instance.id, device_owner=owner,
+                                  auto_delete=True)
 
 
 def release(session: Session, instance_ids: list[str]) -> None:
@@ -127,10 +128,10 @@ def release(session: Session, instance_ids: list[str]) -> None:
     if not instance_ids:
         return
     for found in session.scalars(sa.select(Port).where(Port.device_id.in_(instance_ids))):
-        if found.device_owner.startswith(resources.COMPUTE_OWNER):
+        if found.auto_delete:
             session.delete(found)
         else:
-            found.device_id = ""
+            found.device_id, found.device_owner = "", ""
     session.flush()
 
 

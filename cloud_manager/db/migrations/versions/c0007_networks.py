@@ -114,6 +114,7 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(length=255), nullable=False),
         sa.Column("device_owner", sa.String(length=255), nullable=False),
         sa.Column("security_group_ids", sa.JSON(), nullable=False),
+        sa.Column("auto_delete", sa.Boolean(), nullable=False),
         *_stamps(),
         sa.ForeignKeyConstraint(["network_id"], ["networks.id"],
                                 name=op.f("fk_ports_network_id_networks")),
