@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from message_bus.context import instance_id_var, request_id_var, service_var
 
@@ -40,6 +41,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when the
+    handler was made: a stream swapped out and closed since (a test runner's capture, a
+    CLI's redirection) must not turn later log lines into "Logging error" tracebacks."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(service)s] %(message)s"
 
 
@@ -49,7 +67,7 @@ def setup(level: str = "INFO", json_lines: bool = False, file: Path | None = Non
         file.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(file)
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()

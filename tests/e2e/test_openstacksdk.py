@@ -29,7 +29,8 @@ def conn(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> Iterator[Connection]:
 
 
 def test_a_tenants_day_with_openstacksdk(conn: Connection, cloud: Cloud, tmp_path: Path) -> None:
-    assert Path(cloud.env["OS_CLIENT_CONFIG_FILE"]).exists()
+    written = cloud.env["OS_CLIENT_CONFIG_FILE"]
+    assert Path(written).exists() and f"written to {written}" in cloud.stdout.read_text()
     flavor = conn.compute.create_flavor(name="sdk.small", ram=256, vcpus=1, disk=1)
     assert conn.compute.get_flavor(flavor.id).ram == 256
 

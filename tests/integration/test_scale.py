@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from group_manager.db.models import Host
 from ironbark import keystone, simulation
 from ironbark.db import normalise_url
-from tests.conftest import CloudFactory
+from tests.conftest import CloudFactory, drop_database
 from tests.helpers import Api, wait_for
 
 MIX = "32x128:1,64x256:1"
@@ -122,8 +122,7 @@ def _drop(urls: list[str]) -> None:
     for url in urls:
         parsed = sa.engine.make_url(normalise_url(url))
         admin = sa.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+        drop_database(admin, str(parsed.database))
         admin.dispose()
 
 
