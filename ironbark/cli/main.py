@@ -8,6 +8,7 @@ starts fast and never loads server code.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,11 @@ class IronbarkGroup(click.Group):
 def main(ctx: click.Context, url: str | None, token: str | None,
          os_cloud: str | None) -> None:
     """Ironbark: a private IaaS cloud. Start one with `ironbark up`."""
+    # A client command's retries are its own business (ironbark.http_retry) and a final
+    # failure is one "Error: ..." line: urllib3's per-retry warnings are noise there.
+    # (`up` and `down` run the cloud, whose operators want them.)
+    if ctx.invoked_subcommand not in ("up", "down"):
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     state = ctx.ensure_object(CliState)
     state.url = url
     state.token = token
