@@ -93,18 +93,38 @@ def _make_sqlite_safe(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def upgrade(engine: Engine, script_location: Path, version_table: str) -> None:
-    """Bring a database to the newest migration of one tier's migration chain.
+def upgrade(engine: Engine, script_location: Path, version_table: str,
+            revision: str = "head") -> None:
+    """Bring a database to the newest migration (or ``revision``) of one tier's chain.
 
     Each tier keeps its own chain and version table, so the Cloud and Group Managers
     may share one database server (or one database) without stepping on each other.
+
+    On SQLite, foreign keys are off while migrating: a batch migration rebuilds a table
+    (copy, drop, rename), and dropping a table other rows refer to fails with them on.
+    The pragma only takes effect outside a transaction, so it is set on the raw
+    connection before ours begins; the references are checked before it is turned back on.
     """
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(script_location))
     cfg.attributes["version_table"] = version_table
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        if sqlite:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left broken references: {broken[:5]}")
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 def run_migrations(context: EnvironmentContext, metadata: sa.MetaData) -> None:

@@ -2,7 +2,8 @@
 # Command 1: install Ironbark and start the all-in-one cloud on its embedded defaults
 # (memory bus, SQLite, libvirt's simulated hypervisor with 2 hosts, a local image
 # store), then show it working: boot a server from the demo image and list it.
-# Idempotent: run it again and it reuses the running cloud and boots another server.
+# Idempotent: run it again and it reuses the running cloud and boots its demo server
+# anew (one at a time, so repeated runs stay within the project's quota).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 install_base
@@ -26,7 +27,11 @@ else
     sed -n '1,/Press Ctrl-C/p' "$DATA/ironbark-up.log"
 fi
 
-NAME="vm-$(date +%H%M%S)"
+NAME="demo-vm"
+if "$IRONBARK" server show "$NAME" >/dev/null 2>&1; then
+    log "deleting the demo server of the previous run"
+    "$IRONBARK" server delete --wait "$NAME"
+fi
 log "booting $NAME from the demo image"
 "$IRONBARK" server create --flavor m1.small --image demo --wait "$NAME"
 log "servers"

@@ -66,7 +66,7 @@ def test_the_openstack_cli_runs_a_server_from_start_to_end(cloud: Cloud, tmp_pat
                        "m1.tiny", "--network", "cli-net", "--key-name", "cli-key", "cli-vm")
     assert created["status"] == "ACTIVE", created
     listed = {s["Name"]: s for s in osc_json(cloud, "server", "list")}
-    assert listed["cli-vm"]["Status"] == "ACTIVE"
+    assert listed["cli-vm"]["Status"] == "ACTIVE" and listed["cli-vm"]["Image"] == "cli-image"
     assert listed["cli-vm"]["Networks"] == {"cli-net": ["10.55.0.2"]}, listed
     shown = osc_json(cloud, "server", "show", "cli-vm")
     assert shown["key_name"] == "cli-key" and shown["OS-EXT-SRV-ATTR:host"]

@@ -26,6 +26,7 @@ from group_manager.claims import Request
 from group_manager.db.models import Base as GroupBase
 from group_manager.db.models import Claim, Host
 from group_manager.scheduler import NoValidHost, Scheduler
+from ironbark import db as ironbark_db
 from ironbark.db import create_engine, utcnow
 
 
@@ -50,6 +51,34 @@ def test_migrations_build_exactly_the_models_in_one_shared_database(database_url
             assert diff == [], diff
         tables = set(sa.inspect(conn).get_table_names())
     assert {"alembic_version_cloud", "alembic_version_group", "instances", "claims"} <= tables
+    engine.dispose()
+
+
+def test_a_cloud_of_the_static_token_era_upgrades_with_its_servers(database_url: str) -> None:
+    """c0004 -> head on a database with a project, its key pair and its server: the
+    identity migration rebuilds ``projects`` (SQLite batch mode), which rows refer to."""
+    engine = create_engine(database_url)
+    ironbark_db.upgrade(engine, cloud_manager.db.MIGRATIONS, cloud_manager.db.VERSION_TABLE,
+                        revision="c0004")
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO projects (id, name, created_at) VALUES "
+                             "('p-1', 'admin', :now)"), {"now": now})
+        conn.execute(sa.text(
+            "INSERT INTO cloud_keypairs (id, project_id, name, type, public_key, fingerprint, "
+            "created_at) VALUES ('k-1', 'p-1', 'key', 'ssh', 'ssh-ed25519 AAAA', 'ff', :now)"),
+            {"now": now})
+        conn.execute(sa.text(
+            "INSERT INTO instances (id, project_id, name, flavor_id, flavor_name, vcpus, "
+            "memory_mb, disk_gb, image_id, image_name, vm_state, created_at, updated_at) "
+            "VALUES ('i-1', 'p-1', 'vm', '1', 'm1.tiny', 1, 512, 1, 'img', 'demo', 'active', "
+            ":now, :now)"), {"now": now})
+    cloud_manager.db.migrate(engine)
+    with engine.connect() as conn:
+        project = conn.execute(sa.text("SELECT name, domain_id, enabled FROM projects")).one()
+        assert tuple(project) == ("admin", "default", True)
+        assert conn.execute(sa.text("SELECT project_id FROM instances")).scalar() == "p-1"
+        assert conn.execute(sa.text("SELECT name FROM domains")).scalar() == "Default"
     engine.dispose()
 
 

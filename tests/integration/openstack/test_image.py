@@ -47,6 +47,10 @@ def test_list_filters_pagination_patch_and_delete(os_alpha: Api, os_admin: Api,
     assert [i["name"] for i in rest["images"]] == ["img-2"] and "next" not in rest
     assert [i["name"] for i in os_alpha.get("/image/v2/images", name="img-1")
             .body["images"]] == ["img-1"]
+    both = os_alpha.get("/image/v2/images", id=f"in:{made[0]['id']},{made[2]['id']}")
+    assert {i["name"] for i in both.body["images"]} == {"img-0", "img-2"}
+    assert {i["name"] for i in os_alpha.get("/image/v2/images", name="in:img-0,img-1")
+            .body["images"]} == {"img-0", "img-1"}
 
     target = made[0]["id"]
     r = os_alpha.raw("PATCH", f"/image/v2/images/{target}", headers=PATCH, json=[

@@ -113,16 +113,25 @@ def create_image() -> tuple[Response, int]:
 def list_images() -> Response:
     allowed = {"name", "status", "visibility", "owner", "disk_format", "container_format",
                "limit", "marker", "sort_key", "sort_dir", "member_status", "os_hidden",
-               "protected", "tag", "size_min", "size_max"}
+               "protected", "tag", "size_min", "size_max", "id"}
     unknown = sorted(set(request.args) - allowed)
     if unknown:
         raise BadInput(f"Invalid filter '{unknown[0]}'", field=unknown[0])
     visibility = request.args.get("visibility")
     if visibility == "all":
         visibility = None
-    rows = images.listing(cloud(), caller(), name=request.args.get("name"),
+    name = request.args.get("name")
+    rows = images.listing(cloud(), caller(), name=None if _is_in(name) else name,
                           status=request.args.get("status"), visibility=visibility)
     shown = [views.image(r) for r in rows]
+    for key in ("id", "name"):  # Glance's "in:a,b" operator (the openstack CLI uses id=in:)
+        wanted = request.args.get(key)
+        if key == "id" and wanted is not None and not _is_in(wanted):
+            shown = [i for i in shown if i["id"] == wanted]
+        elif _is_in(wanted):
+            assert wanted is not None
+            values = set(wanted[3:].split(","))
+            shown = [i for i in shown if i[key] in values]
     for key in ("owner", "disk_format", "container_format"):
         if request.args.get(key):
             shown = [i for i in shown if i.get(key) == request.args[key]]
@@ -153,6 +162,10 @@ def list_images() -> Response:
         args["marker"] = page[-1]["id"]
         body["next"] = "/v2/images?" + "&".join(f"{k}={v}" for k, v in args.items())
     return jsonify(body)
+
+
+def _is_in(value: str | None) -> bool:
+    return value is not None and value.startswith("in:")
 
 
 @blueprint.get("/v2/images/<image_id>")
