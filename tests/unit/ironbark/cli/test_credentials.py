@@ -24,7 +24,17 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "clouds.yaml"))
+    no_user_files(monkeypatch)
     return tmp_path
+
+
+def no_user_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """openstacksdk fixes its search path (~/.config/openstack, /etc/openstack...) when
+    first imported, under the real HOME: this machine's own clouds.yaml must not count."""
+    from openstack.config import loader
+
+    monkeypatch.setattr(loader, "CONFIG_FILES", [])
+    monkeypatch.setattr(loader, "SECURE_FILES", [])
 
 
 def _write(cloud: AllInOne, password: str | None = None, name: str = "ironbark") -> Path:

@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from ironbark.cli.main import main
+from tests.unit.ironbark.cli.test_credentials import no_user_files
 
 UNREACHABLE = "http://127.0.0.1:9"
 
@@ -17,6 +18,7 @@ def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "none.yaml"))
+    no_user_files(monkeypatch)
     return CliRunner()
 
 
