@@ -142,11 +142,7 @@ class AllInOne:
     def admin_token(self) -> str:
         """A token of the first admin, signed in with its password once and kept."""
         if self._admin_token is None:
-            identity = self.config.identity
-            assert identity.admin_password is not None
-            self._admin_token, _ = keystone.password_token(
-                self.api_url, identity.admin_user, identity.admin_password,
-                identity.admin_project)
+            self._admin_token = keystone.first_admin_token(self.api_url, self.config.identity)
         return self._admin_token
 
 

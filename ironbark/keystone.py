@@ -17,6 +17,8 @@ from typing import Any
 import requests
 import yaml
 
+from ironbark.config import IdentityOptions
+
 CLOUD_NAME = "ironbark"
 
 
@@ -36,6 +38,14 @@ def password_token(api_url: str, user: str, password: str, project: str | None,
         raise PermissionError(f"sign-in as {user} failed: HTTP {response.status_code} "
                               f"{response.text[:300]}")
     return response.headers["X-Subject-Token"], response.json()["token"]
+
+
+def first_admin_token(api_url: str, identity: IdentityOptions) -> str:
+    """A token of the cloud's first admin, from ``[identity]``, on its admin project."""
+    assert identity.admin_password is not None
+    token, _ = password_token(api_url, identity.admin_user, identity.admin_password,
+                              identity.admin_project)
+    return token
 
 
 def clouds_yaml_path() -> Path:

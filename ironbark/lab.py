@@ -265,11 +265,7 @@ class Lab:
     def admin_token(self) -> str:
         """A token of the first admin (signed in once, then kept)."""
         if self._admin_token is None:
-            identity = self.cfg.identity
-            assert identity.admin_password is not None
-            self._admin_token, _ = keystone.password_token(
-                self.api_url, identity.admin_user, identity.admin_password,
-                identity.admin_project)
+            self._admin_token = keystone.first_admin_token(self.api_url, self.cfg.identity)
         return self._admin_token
 
     def _ready(self) -> bool:

@@ -9,6 +9,7 @@ for each other on PostgreSQL; SQLite serialises every writer anyway).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -131,6 +132,11 @@ def update(session: Session, project_id: str, changes: dict[str, Any], force: bo
             raise BadInput(f"Quota limit {value} for {resource} must be greater than or "
                            f"equal to already used and reserved {used[resource]}.",
                            field=f"quota_set.{resource}")
+    store(session, project_id, changes)
+
+
+def store(session: Session, project_id: str, changes: dict[str, int]) -> None:
+    """Write checked limits: the one place rows of ``quotas`` are made or changed."""
     for resource, value in changes.items():
         row = session.get(Quota, (project_id, resource))
         if row is None:
@@ -140,5 +146,8 @@ def update(session: Session, project_id: str, changes: dict[str, Any], force: bo
     session.flush()
 
 
-def reset(session: Session, project_id: str) -> None:
-    session.execute(sa.delete(Quota).where(Quota.project_id == project_id))
+def reset(session: Session, project_id: str, resources: Iterable[str] = DEFAULTS) -> None:
+    """Back to the defaults, for these resources only (compute and network quotas share
+    the table, and each API resets its own)."""
+    session.execute(sa.delete(Quota).where(Quota.project_id == project_id,
+                                           Quota.resource.in_(list(resources))))

@@ -30,7 +30,9 @@ def conn(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> Iterator[Connection]:
 
 def test_a_tenants_day_with_openstacksdk(conn: Connection, cloud: Cloud, tmp_path: Path) -> None:
     written = cloud.env["OS_CLIENT_CONFIG_FILE"]
-    assert Path(written).exists() and f"written to {written}" in cloud.stdout.read_text()
+    printed = cloud.stdout.read_text()
+    assert Path(written).exists() and f"written to {written}" in printed
+    assert "user 'admin', password '" in printed  # the first admin, printed at set-up
     flavor = conn.compute.create_flavor(name="sdk.small", ram=256, vcpus=1, disk=1)
     assert conn.compute.get_flavor(flavor.id).ram == 256
 

@@ -11,12 +11,14 @@ from message_bus.lifecycle import status
 from message_bus.messages import HostView
 
 
-def iso(value: dt.datetime | float | None) -> str | None:
+def iso(value: dt.datetime | float | None, micro: bool = False) -> str | None:
+    """UTC, ``Z``; a float is a Unix time; ``micro``: with microseconds (Keystone's)."""
     if value is None:
         return None
     if isinstance(value, float | int):
         value = dt.datetime.fromtimestamp(value, dt.UTC)
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(dt.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def server(instance: Instance, principal: Principal) -> dict[str, Any]:

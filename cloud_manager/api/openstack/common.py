@@ -8,25 +8,20 @@ whole body has passed.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from flask import request
 
+from cloud_manager.api.native.common import caller, cloud
+from cloud_manager.api.native.views import iso
 from cloud_manager.auth import Principal
-from cloud_manager.context import CloudContext
+from cloud_manager.db.models import Project
 from cloud_manager.errors import BadInput, Forbidden, NotFound
 
+__all__ = ["caller", "cloud", "iso"]  # shared with the native API, re-exported here
+
 T = TypeVar("T")
-
-
-def cloud() -> CloudContext:
-    return cast(CloudContext, current_app.extensions["ironbark"])
-
-
-def caller() -> Principal:
-    return cast(Principal, g.principal)
 
 
 def require_admin(what: str = "this request") -> Principal:
@@ -40,13 +35,6 @@ def base_url() -> str:
     """The catalog's base: ``[identity] public_url`` or the URL the client used."""
     configured = cloud().config.identity.public_url
     return (configured or request.host_url).rstrip("/")
-
-
-def iso(value: dt.datetime | None, micro: bool = False) -> str | None:
-    if value is None:
-        return None
-    value = value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def json_body() -> dict[str, Any]:
@@ -155,5 +143,12 @@ def paginate(rows: Sequence[T], key: Callable[[T], str], limit: int | None,
     return page, start + size < len(rows)
 
 
-def not_found(kind: str, ident: str) -> NotFound:
-    return NotFound(f"{kind} {ident} could not be found.")
+def quota_project(project_id: str, policy: str) -> str:
+    """A project whose quotas the caller may read: its own, or any for the admin; 404
+    for one that does not exist."""
+    if project_id != caller().project_id:
+        require_admin(policy)
+    with cloud().sessions() as session:
+        if session.get(Project, project_id) is None:
+            raise NotFound(f"Project {project_id} could not be found.")
+    return project_id

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloud_manager.db.models import Network, Port, Quota, SecurityGroup, SecurityGroupRule, Subnet
+from cloud_manager.errors import BadInput
+from cloud_manager.services import quotas as shared
 from cloud_manager.services.quotas import QuotaExceeded, lock_project
 
 DEFAULTS = {"network": 100, "subnet": 100, "port": 500, "security_group": 10,
@@ -29,6 +33,21 @@ def usage(session: Session, project_id: str) -> dict[str, int]:
         used[name] = int(session.scalar(sa.select(sa.func.count()).select_from(model)
                                         .where(model.project_id == project_id)) or 0)
     return used
+
+
+def update(session: Session, project_id: str, changes: dict[str, Any]) -> None:
+    """Set limits (admin), Neutron's names and rules: integers, -1 for unlimited."""
+    for key, value in changes.items():
+        if key not in DEFAULTS:
+            raise BadInput(f"Unrecognized attribute(s) '{key}'", field=f"quota.{key}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+            raise BadInput(f"Invalid input for {key}. Reason: '{value}' is not an integer "
+                           f">= -1.", field=f"quota.{key}")
+    shared.store(session, project_id, changes)
+
+
+def reset(session: Session, project_id: str) -> None:
+    shared.reset(session, project_id, DEFAULTS)
 
 
 def check(session: Session, project_id: str, resource: str, more: int = 1) -> None:

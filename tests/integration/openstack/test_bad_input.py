@@ -230,3 +230,87 @@ def test_microversions_are_echoed_and_others_refused(os_alpha: Api) -> None:
     assert r.status == 400 and "badRequest" in r.body
     versions = os_alpha.get("/compute/v2.1").body["version"]
     assert (versions["min_version"], versions["version"]) == ("2.1", "2.1")
+
+
+def _admin_cases(w: World) -> list[tuple[str, str, Any]]:
+    pid = w.network["project_id"]
+    return [
+        ("POST", "/compute/v2.1/flavors", {"flavor": {"ram": 64, "vcpus": 1, "disk": 0}}),
+        ("POST", "/compute/v2.1/flavors", {"flavor": {"name": "f", "ram": "lots", "vcpus": 1}}),
+        ("POST", "/compute/v2.1/flavors", {"flavor": {"name": "f", "ram": 64, "vcpus": 0}}),
+        ("POST", "/compute/v2.1/flavors", {"flavor": {"name": "f", "ram": 64, "vcpus": 1,
+                                                      "swap": 512}}),
+        ("POST", "/compute/v2.1/flavors", {"flavor": {"name": "m1.tiny", "ram": 64,
+                                                      "vcpus": 1}}),  # 409
+        ("DELETE", f"/compute/v2.1/flavors/{UNKNOWN}", None),
+        ("POST", "/compute/v2.1/flavors/1/os-extra_specs", {"extra_specs": {}}),
+        ("PUT", "/compute/v2.1/flavors/1/os-extra_specs/a", {"b": "c"}),
+        ("PUT", f"/compute/v2.1/os-quota-sets/{pid}", {"quota_set": {"instances": "ten"}}),
+        ("PUT", f"/compute/v2.1/os-quota-sets/{pid}", {"quota_set": {"gpus": 1}}),
+        ("PUT", f"/compute/v2.1/os-quota-sets/{pid}", {"quota_set": {"instances": -2}}),
+        ("PUT", f"/compute/v2.1/os-quota-sets/{pid}", {"quota_set": {}}),
+        ("GET", f"/compute/v2.1/os-hypervisors/{UNKNOWN}", None),
+        ("PUT", f"/network/v2.0/quotas/{pid}", {"quota": {"network": "many"}}),
+        ("PUT", f"/network/v2.0/quotas/{pid}", {"quota": {"volumes": 1}}),
+        ("POST", "/identity/v3/projects", {"project": {}}),
+        ("POST", "/identity/v3/projects", {"project": {"name": 5}}),
+        ("POST", "/identity/v3/projects", {"project": {"name": "alpha"}}),  # 409
+        ("POST", "/identity/v3/projects", {"project": {"name": "x", "domain_id": UNKNOWN}}),
+        ("PATCH", f"/identity/v3/projects/{pid}", {"project": {"colour": "red"}}),
+        ("PATCH", f"/identity/v3/projects/{pid}", {"project": {}}),
+        ("POST", "/identity/v3/users", {"user": {"name": ["x"]}}),
+        ("POST", "/identity/v3/users", {"user": {"name": "u", "enabled": "yes"}}),
+        ("POST", "/identity/v3/users", {"user": {"name": "u", "default_project_id": UNKNOWN}}),
+        ("GET", f"/identity/v3/users/{UNKNOWN}", None),
+        ("POST", "/identity/v3/roles", {"role": {"name": "member"}}),  # 409
+        ("PUT", f"/identity/v3/projects/{pid}/users/{UNKNOWN}/roles/{UNKNOWN}", None),
+        ("DELETE", f"/identity/v3/projects/{pid}/users/{UNKNOWN}/roles/{UNKNOWN}", None),
+        ("GET", "/identity/v3/role_assignments?group.id=x", None),
+        ("POST", "/identity/v3/domains", {"domain": {"name": ""}}),
+        ("PATCH", "/identity/v3/domains/default", {"domain": {"enabled": "no"}}),
+        ("GET", f"/identity/v3/domains/{UNKNOWN}", None),
+    ]
+
+
+def _member_cases_more(w: World) -> list[tuple[str, str, Any]]:
+    return [
+        ("PUT", f"/network/v2.0/subnets/{w.subnet['id']}", {"subnet": {"gateway_ip": "10.9.0.7"}}),
+        ("PUT", f"/network/v2.0/subnets/{w.subnet['id']}", {"subnet": {"cidr": "10.0.0.0/8"}}),
+        ("PUT", f"/network/v2.0/ports/{w.port['id']}", {"port": {"security_groups": [UNKNOWN]}}),
+        ("PUT", f"/network/v2.0/ports/{w.port['id']}", {"port": {"admin_state_up": "on"}}),
+        ("PUT", f"/network/v2.0/networks/{w.network['id']}", {"network": {"shared": True}}),
+        ("POST", "/compute/v2.1/os-keypairs", {"keypair": {"name": "bad name!"}}),
+        ("POST", "/compute/v2.1/os-server-groups", {"server_group": {"name": "",
+                                                                     "policies": ["affinity"]}}),
+        ("POST", f"/identity/v3/users/{UNKNOWN}/password", {"user": {"password": "x",
+                                                                      "original_password": "y"}}),
+        ("DELETE", "/identity/v3/auth/tokens", None),  # no X-Subject-Token
+    ]
+
+
+def _send(api: Api, method: str, path: str, body: Any) -> Response:
+    if body is None:
+        return api.raw(method, path)
+    return api.raw(method, path, json=body)
+
+
+def test_admin_routes_and_updates_refuse_bad_input_too(world: World, os_alpha: Api,
+                                                       os_admin: Api) -> None:
+    before = _counts(os_alpha, os_admin)
+    users = len(os_admin.get("/identity/v3/users").body["users"])
+    roles = len(os_admin.get("/identity/v3/roles").body["roles"])
+    quota = os_admin.get(f"/compute/v2.1/os-quota-sets/{world.network['project_id']}").body
+    port = os_alpha.get(f"/network/v2.0/ports/{world.port['id']}").body
+    subnet = os_alpha.get(f"/network/v2.0/subnets/{world.subnet['id']}").body
+    for api, cases in ((os_admin, _admin_cases(world)), (os_alpha, _member_cases_more(world))):
+        for method, path, body in cases:
+            r = _send(api, method, path, body)
+            assert 400 <= r.status < 500, (method, path, body, r)
+            assert shape_ok(path, r), (method, path, r)
+    assert _counts(os_alpha, os_admin) == before
+    assert len(os_admin.get("/identity/v3/users").body["users"]) == users
+    assert len(os_admin.get("/identity/v3/roles").body["roles"]) == roles
+    assert os_admin.get(f"/compute/v2.1/os-quota-sets/{world.network['project_id']}").body \
+        == quota
+    assert os_alpha.get(f"/network/v2.0/ports/{world.port['id']}").body == port
+    assert os_alpha.get(f"/network/v2.0/subnets/{world.subnet['id']}").body == subnet

@@ -94,6 +94,8 @@ def test_metadata_rename_and_actions_in_a_wrong_state(os_alpha: Api) -> None:
     assert renamed.status == 200 and renamed.body["server"]["name"] == "renamed"
     r = os_alpha.post(f"{path}/action", {"unpause": None})
     assert r.status == 409 and r.body["conflictingRequest"]["code"] == 409
+    assert os_alpha.post(f"{path}/action", {"reboot": {"type": "HARD"}}).status == 202
+    assert wait_active(os_alpha, sid)["status"] == "ACTIVE"
     assert os_alpha.post(f"{path}/action", {"os-stop": None}).status == 202
     server = wait_active(os_alpha, sid, statuses=("SHUTOFF", "ERROR"))
     assert server["status"] == "SHUTOFF" and server["OS-EXT-STS:power_state"] == 4
@@ -120,6 +122,22 @@ def test_flavors_extra_specs_and_availability_zones(os_admin: Api, os_alpha: Api
     assert status == 202
     assert wait_active(os_alpha, body["server"]["id"])["OS-EXT-AZ:availability_zone"] \
         == "default"
+
+
+def test_hypervisor_statistics_are_usage_next_to_capacity_times_ratio(
+        os_admin: Api, admin: Api, os_alpha: Api) -> None:
+    _create(os_alpha, "counted")
+    hosts = admin.get("/v1/hosts").body["hosts"]
+    stats = os_admin.get("/compute/v2.1/os-hypervisors/statistics").body[
+        "hypervisor_statistics"]
+    for key, resource in (("vcpus", "vcpus"), ("memory_mb", "memory_mb"),
+                          ("local_gb", "disk_gb")):
+        capacity = sum(h[resource]["capacity"] for h in hosts)
+        assert capacity == sum(int((h[resource]["total"] - h[resource]["reserved"])
+                                   * h[resource]["allocation_ratio"]) for h in hosts)
+        assert stats[key] == capacity, key
+    assert stats["vcpus_used"] == sum(h["vcpus"]["used"] for h in hosts) == 1
+    assert stats["memory_mb_used"] == 512 and stats["count"] == len(hosts) == 2
 
 
 def test_anti_affinity_from_the_scheduler_hint(os_alpha: Api, os_admin: Api) -> None:

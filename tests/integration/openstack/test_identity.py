@@ -174,6 +174,24 @@ def test_admin_crud_and_role_changes_take_effect_at_once(cloud: AllInOne,
     assert os_admin.get("/identity/v3/domains").body["domains"][0]["id"] == "default"
 
 
+def test_domain_crud(os_admin: Api) -> None:
+    made = os_admin.post("/identity/v3/domains", {"domain": {"name": "lab", "description": "x"}})
+    assert made.status == 201
+    did = made.body["domain"]["id"]
+    assert os_admin.post("/identity/v3/domains", {"domain": {"name": "lab"}}).status == 409
+    project = os_admin.post("/identity/v3/projects", {"project": {"name": "in-lab",
+                                                                  "domain_id": did}})
+    assert project.status == 201 and project.body["project"]["domain_id"] == did
+    assert os_admin.delete(f"/identity/v3/domains/{did}").status == 409  # still enabled
+    renamed = os_admin.patch(f"/identity/v3/domains/{did}", {"domain": {
+        "name": "lab2", "enabled": False}})
+    assert renamed.status == 200 and renamed.body["domain"]["enabled"] is False
+    assert os_admin.delete(f"/identity/v3/domains/{did}").status == 204
+    assert os_admin.get(f"/identity/v3/domains/{did}").status == 404
+    assert os_admin.get(f"/identity/v3/projects/{project.body['project']['id']}").status == 404
+    assert os_admin.delete("/identity/v3/domains/default").status == 409
+
+
 def test_passwords_are_stored_as_argon2id_hashes(cloud: AllInOne) -> None:
     from cloud_manager.db.models import User
 

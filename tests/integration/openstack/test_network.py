@@ -110,3 +110,8 @@ def test_security_groups_default_and_quotas(cloud: AllInOne, os_alpha: Api,
     assert r.status == 403 and "network" in r.body["NeutronError"]["message"]
     details = os_alpha.get(f"/network/v2.0/quotas/{pid}/details.json").body["quota"]
     assert details["network"] == {"limit": 1, "used": 1, "reserved": 0}
+    # Each API resets its own quotas: the compute reset leaves the network's alone.
+    assert os_admin.delete(f"/compute/v2.1/os-quota-sets/{pid}").status == 202
+    assert os_alpha.get(f"/network/v2.0/quotas/{pid}").body["quota"]["network"] == 1
+    assert os_admin.delete(f"/network/v2.0/quotas/{pid}").status == 204
+    assert os_alpha.get(f"/network/v2.0/quotas/{pid}").body["quota"]["network"] == 100

@@ -8,8 +8,6 @@ answer "how much more fits" (Nova reports the physical totals instead).
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Response, jsonify, request
 
 from cloud_manager.api.openstack.common import cloud, iso, require_admin
@@ -83,8 +81,7 @@ def list_services() -> Response:
                      "disabled_reason": None if h.enabled else "disabled by the operator",
                      "host": h.name, "state": h.state,
                      "status": "enabled" if h.enabled else "disabled",
-                     "updated_at": None if seen is None else
-                     iso(dt.datetime.fromtimestamp(seen, dt.UTC)), "zone": h.group})
+                     "updated_at": iso(seen), "zone": h.group})
     for key in ("binary", "host"):
         if request.args.get(key):
             rows = [r for r in rows if r[key] == request.args[key]]

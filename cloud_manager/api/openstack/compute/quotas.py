@@ -18,11 +18,11 @@ from cloud_manager.api.openstack.common import (
     field,
     json_body,
     member,
+    quota_project,
     require_admin,
 )
 from cloud_manager.api.openstack.compute import blueprint
-from cloud_manager.db.models import Project
-from cloud_manager.errors import BadInput, NotFound
+from cloud_manager.errors import BadInput
 from cloud_manager.services import quotas
 
 # limits' absolute keys (maxX, totalXUsed) and the quota each reads
@@ -38,12 +38,7 @@ _USED = {"totalInstancesUsed": "instances", "totalCoresUsed": "cores", "totalRAM
 
 
 def _project(project_id: str) -> str:
-    if project_id != caller().project_id:
-        require_admin("os_compute_api:os-quota-sets:show")
-    with cloud().sessions() as session:
-        if session.get(Project, project_id) is None:
-            raise NotFound(f"Project {project_id} could not be found.")
-    return project_id
+    return quota_project(project_id, "os_compute_api:os-quota-sets:show")
 
 
 @blueprint.get("/v2.1/limits")

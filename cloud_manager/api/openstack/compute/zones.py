@@ -6,8 +6,6 @@ A zone is available while its Group Manager reports with hosts up; ``/detail``
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Response, jsonify
 
 from cloud_manager.api.openstack.common import cloud, iso, require_admin
@@ -35,8 +33,7 @@ def list_zones_detail() -> Response:
     found, _ = hosts.listing(cloud())
     by_zone: dict[str, dict] = {}
     for h in found:
-        seen = (iso(dt.datetime.fromtimestamp(h.last_seen_at, dt.UTC))
-                if h.last_seen_at is not None else None)
+        seen = iso(h.last_seen_at)
         by_zone.setdefault(h.group, {})[h.name] = {"nova-compute": {
             "available": h.state == "up", "active": h.enabled, "updated_at": seen}}
     return jsonify({"availabilityZoneInfo": [
